@@ -1,0 +1,1 @@
+"""instructmix stages: one module per stage, pure kernels beside thin Beam wrappers."""
