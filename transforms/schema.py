@@ -109,3 +109,21 @@ def dead_letter(
         "detail": detail,
         "raw": raw,
     }
+
+# One row per record removed by a stage after ingest (dedup, ROUGE-L, decontamination, ...):
+# enough provenance on both sides for a user to check the decision by hand.
+REMOVED_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("source_file", pa.string()),
+        ("source_index", pa.int64()),
+        ("task", pa.string()),
+        ("stage", pa.string()),  # exact, minhash, rouge, decontaminate, ...
+        ("survivor_id", pa.string()),
+        ("survivor_source_file", pa.string()),
+        ("survivor_source_index", pa.int64()),
+        ("similarity", pa.float64()),  # Jaccard, ROUGE-L F1, 1.0 for exact
+        ("detail", pa.string()),
+    ]
+)
