@@ -1,0 +1,77 @@
+"""The ``instructmix`` command.
+
+    instructmix run --input PATH_OR_GLOB... --output OUT [--config recipe.yaml] [-- beam args]
+    instructmix demo [--output DIR] [--scale N] [-- beam args]
+
+Errors the user can fix (a bad config, an input that matches nothing, an unreadable file,
+records that do not reconcile) are printed as one clear message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+
+from pipelines.config import ConfigError
+from pipelines.inputs import InputError
+from transforms.accounting import ReconciliationError
+
+USER_ERRORS = (ConfigError, InputError, ReconciliationError)
+# Errors raised inside workers reach the driver wrapped by the runner; find ours by name.
+_WORKER_ERROR = re.compile(r"(UnreadableInputError|ReconciliationError): ([^\n]+)")
+
+
+def _quiet_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    if not verbose:
+        for noisy in ("apache_beam", "absl"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _demo(argv: list[str]) -> dict:
+    from pipelines import demo
+
+    return demo.main(argv)
+
+
+def _run(argv: list[str]) -> dict:
+    from pipelines import run
+
+    return run.run(argv)
+
+
+COMMANDS = {"run": _run, "demo": _demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="instructmix", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("-v", "--verbose", action="store_true", help="Beam's INFO logging")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    verbose = "-v" in argv or "--verbose" in argv
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        parser.error(f"unknown command {command!r}; choose from {sorted(COMMANDS)}")
+    _quiet_logging(verbose)
+    try:
+        COMMANDS[command](rest)
+    except USER_ERRORS as error:
+        print(f"instructmix {command}: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - a worker error wrapped by the runner
+        match = _WORKER_ERROR.search(str(error))
+        if not match or verbose:
+            raise
+        print(f"instructmix {command}: error: {match.group(2)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

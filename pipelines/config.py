@@ -1,0 +1,93 @@
+"""The run configuration: one YAML file, one section per stage, validated when loaded.
+
+Each section maps onto the frozen config dataclass of its stage; unknown sections or keys are
+errors that name the file and the key. Lists become tuples (frozen configs stay hashable).
+
+    ingest:   {max_record_bytes: 16777216, mapping: {input: text, output: label}}
+    dedup:    {threshold: 0.7, num_perm: 128}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+
+import yaml
+
+from transforms.text import stable_hash
+
+# section name -> "module:ConfigClass"; modules are imported only when the section is used.
+SECTIONS = {
+    "ingest": "transforms.ingest:IngestConfig",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration file is invalid; the message names the file and the key."""
+
+
+def _freeze(value):
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    return value
+
+
+def _section_class(name: str):
+    module, cls = SECTIONS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One config object per stage section (defaults for sections the file leaves out)."""
+
+    sections: tuple[tuple[str, object], ...]
+
+    def section(self, name: str):
+        return dict(self.sections)[name]
+
+    def as_dict(self) -> dict:
+        return {name: dataclasses.asdict(cfg) for name, cfg in self.sections}
+
+    def fingerprint(self) -> str:
+        return stable_hash(json.dumps(self.as_dict(), sort_keys=True, default=str))[:12]
+
+
+def build_config(raw: dict | None, origin: str = "<config>") -> RunConfig:
+    """Validate a parsed YAML mapping into a RunConfig."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+    sections = []
+    for name in SECTIONS:
+        cls = _section_class(name)
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: section '{name}' must be a mapping")
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(values) - known)
+        if bad:
+            raise ConfigError(f"{origin}: unknown key(s) {bad} in '{name}'; known: {sorted(known)}")
+        try:
+            sections.append((name, cls(**{k: _freeze(v) for k, v in values.items()})))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{origin}: section '{name}': {error}") from error
+    return RunConfig(tuple(sections))
+
+
+def load_config(path: str | None) -> RunConfig:
+    """Read and validate a YAML config file; None gives every stage's defaults."""
+    if path is None:
+        return build_config({})
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: {error}") from error
+    return build_config(raw, origin=path)
