@@ -62,7 +62,7 @@ def read_parquet_dir(path: str, schema: pa.Schema | None = None) -> pa.Table:
     results = FileSystems.match([join(path, "*.parquet")])
     tables = []
     for metadata in sorted(results[0].metadata_list, key=lambda m: m.path):
-        if f"/{TEMP_DIR}/" in metadata.path:
+        if f"/{TEMP_DIR}" in metadata.path:
             continue
         with FileSystems.open(metadata.path) as handle:
             tables.append(pq.read_table(io.BytesIO(handle.read()), schema=schema))

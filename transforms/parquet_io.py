@@ -126,7 +126,7 @@ class WriteParquet(beam.PTransform):
         self._rows_per_file = rows_per_file
 
     def expand(self, rows):
-        temp_dir = join(self._path, TEMP_DIR, uuid.uuid4().hex)
+        temp_dir = join(self._path, f"{TEMP_DIR}-{uuid.uuid4().hex}")
         written = rows | "WriteBundleFiles" >> beam.ParDo(
             _WriteBundleFiles(temp_dir, self._schema, self._partition_fn, self._rows_per_file)
         )
