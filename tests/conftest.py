@@ -26,3 +26,23 @@ def shared_data() -> Path:
             pytest.fail(f"{SHARED_DATA} is missing; CI must provide ../shared/data")
         pytest.skip(f"{SHARED_DATA} not present")
     return SHARED_DATA
+
+
+def read_output(out: Path, name: str):
+    """A Hive-partitioned output directory as one pyarrow table, rows sorted by id when present."""
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(out / name, format="parquet", partitioning="hive").to_table()
+    if "id" in table.column_names:
+        table = table.sort_by("id")
+    return table
+
+
+@pytest.fixture(scope="session")
+def flink_endpoint():
+    """One real Flink job server (embedded Flink) for the whole session: "localhost:PORT"."""
+    from tests.flink_support import flink_job_server, require_flink
+
+    require_flink()
+    with flink_job_server() as endpoint:
+        yield endpoint

@@ -99,13 +99,6 @@ def run_and_read(args: list[str], tmp_path: Path) -> list[str]:
     return [line for f in files for line in Path(f).read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def flink_endpoint():
-    require_flink()
-    with flink_job_server() as endpoint:
-        yield endpoint
-
-
 def test_loopback(flink_endpoint, tmp_path):
     rows = run_and_read(flink_pipeline_args(flink_endpoint), tmp_path)
     assert sorted(rows) == sorted(expected())  # also: no duplicates
