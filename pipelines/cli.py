@@ -17,6 +17,7 @@ import sys
 from pipelines.config import ConfigError
 from pipelines.inputs import InputError
 from transforms.accounting import ReconciliationError
+from transforms.ingest import UnreadableInputError
 
 USER_ERRORS = (ConfigError, InputError, ReconciliationError)
 # Errors raised inside workers reach the driver wrapped by the runner; find ours by name.
@@ -26,8 +27,9 @@ _WORKER_ERROR = re.compile(r"(UnreadableInputError|ReconciliationError): ([^\n]+
 def _quiet_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     if not verbose:
+        # Worker errors reach the driver as exceptions; the CLI prints them once, clearly.
         for noisy in ("apache_beam", "absl"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 
 def _demo(argv: list[str]) -> dict:
@@ -64,11 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"instructmix {command}: error: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # noqa: BLE001 - a worker error wrapped by the runner
-        match = _WORKER_ERROR.search(str(error))
-        if not match or verbose:
-            raise
-        print(f"instructmix {command}: error: {match.group(2)}", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - a worker error, maybe wrapped by the runner
+        if isinstance(error, UnreadableInputError):
+            message = str(error)
+        else:
+            match = _WORKER_ERROR.search(str(error))
+            if not match or verbose:
+                raise
+            message = match.group(2)
+        print(f"instructmix {command}: error: {message.split(' [while running')[0]}",
+              file=sys.stderr)
         return 2
     return 0
 

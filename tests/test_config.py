@@ -27,3 +27,8 @@ def test_fingerprint_follows_values():
     assert build_config({}).fingerprint() != build_config(
         {"ingest": {"max_record_bytes": 5}}
     ).fingerprint()
+
+
+def test_a_bad_field_mapping_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown schema fields"):
+        build_config({"ingest": {"mapping": {"answer": "a"}}})

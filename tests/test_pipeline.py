@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from pipelines import cli
 from pipelines.run import run
@@ -62,7 +63,7 @@ def test_malformed_inputs_become_dead_letters_and_counts_reconcile(tmp_path):
     raw.mkdir()
     good = {"instruction": "Name a colour.", "input": "", "output": "Blue."}
     (raw / "alpaca.jsonl").write_bytes(
-        b"\n".join([json.dumps(good).encode(), b"{not json", b'{"instruction": "\xff\xfe"}'])
+        b"\n".join([json.dumps(good).encode(), b"{not json", b'{"instruction": "\xff\xfe", "input": "", "output": "x"}'])
     )
     (raw / "truncated.json").write_text('[{"instruction": "a", "input": "", "output": "b"}, {"ins')
     (raw / "empty.jsonl").write_text("")
@@ -85,13 +86,22 @@ def test_an_input_that_matches_nothing_is_a_clear_error(tmp_path, capsys):
     assert "no input files match" in capsys.readouterr().err
 
 
-def test_an_unreadable_file_is_a_clear_error_unless_asked_to_continue(tmp_path, capsys):
+BROKEN = {
+    "broken.jsonl.gz": lambda data: gzip.compress(data)[:-12] + b"garbage!",
+    # zstandard's own stream reader ends quietly on a cut frame: the file must still fail.
+    "broken.jsonl.zst": lambda data: zstandard.ZstdCompressor().compress(data)[:-9],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_an_unreadable_file_is_a_clear_error_unless_asked_to_continue(tmp_path, capsys, name):
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "broken.jsonl.gz").write_bytes(gzip.compress(b'{"a": 1}\n')[:-12] + b"garbage!")
+    record = json.dumps({"instruction": "Name a colour.", "input": "", "output": "Blue."})
+    (raw / name).write_bytes(BROKEN[name]((record + "\n").encode() * 500))
     code = cli.main(["run", "--input", str(raw), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert code == 2 and "broken.jsonl.gz" in err and "Traceback" not in err
+    assert code == 2 and name in err and "Traceback" not in err
 
     config = tmp_path / "c.yaml"
     config.write_text("ingest:\n  continue_on_unreadable: true\n")

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import lzma
+import zlib
 
 import apache_beam as beam
 import pyarrow as pa
@@ -25,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import formats
+from transforms.formats import generic  # noqa: F401 - validate_mapping
 from transforms.schema import dead_letter
 
 NAMESPACE = "instructmix.ingest"
@@ -53,6 +55,8 @@ class IngestConfig:
     continue_on_unreadable: bool = False
 
     def __post_init__(self):
+        if self.mapping:
+            formats.generic.validate_mapping(dict(self.mapping))
         if self.max_record_bytes <= 0:
             raise ValueError(f"max_record_bytes must be positive, got {self.max_record_bytes}")
 
@@ -81,12 +85,46 @@ class _RawReader(io.RawIOBase):
             pass
 
 
+class _ZstdReader:
+    """Streaming zstd that raises on a truncated frame (zstandard's stream_reader ends quietly)."""
+
+    def __init__(self, source):
+        self._source = source
+        self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+        self._pending = b""
+
+    def read(self, size: int) -> bytes:
+        while len(self._pending) < size:
+            chunk = self._source.read(1 << 20)
+            if not chunk:
+                if not self._decompressor.eof and (self._pending or self._started):
+                    raise EOFError("zstd stream ends inside a frame (truncated file)")
+                break
+            self._started = True
+            self._pending += self._decompress(chunk)
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        out = []
+        while chunk:
+            if self._decompressor.eof:  # the next of several concatenated frames
+                self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+            out.append(self._decompressor.decompress(chunk))
+            chunk = self._decompressor.unused_data if self._decompressor.eof else b""
+        return b"".join(out)
+
+    _started = False
+
+
 _DECOMPRESSORS = {
     CompressionTypes.GZIP: lambda f: gzip.GzipFile(fileobj=f),
     CompressionTypes.BZIP2: bz2.BZ2File,
-    CompressionTypes.ZSTD: lambda f: zstandard.ZstdDecompressor().stream_reader(f),
+    CompressionTypes.ZSTD: _ZstdReader,
     CompressionTypes.LZMA: lzma.LZMAFile,
 }
+# What a broken file raises while being read or decompressed.
+READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
 
 
 def open_input(path: str) -> tuple[io.BufferedReader, _RawReader]:
@@ -137,7 +175,7 @@ class ParseFile(beam.DoFn):
                         n_dead += 1
                         yield beam.pvalue.TaggedOutput(self.DEAD_LETTERS, row)
                 hashing.drain()
-        except (OSError, EOFError, ValueError) as error:
+        except READ_ERRORS as error:
             # Decompression and I/O failures make the whole file unreadable.
             if not self._config.continue_on_unreadable:
                 raise UnreadableInputError(f"cannot read input file {path}: {error}") from error
