@@ -2,6 +2,7 @@
 
     instructmix run --input PATH_OR_GLOB... --output OUT [--config recipe.yaml] [-- beam args]
     instructmix demo [--output DIR] [--scale N] [-- beam args]
+    instructmix audit PARQUET_OR_OUT_DIR [--output DIR] [-- beam args]
 
 Errors the user can fix (a bad config, an input that matches nothing, an unreadable file,
 records that do not reconcile) are printed as one clear message, not a traceback.
@@ -14,12 +15,13 @@ import logging
 import re
 import sys
 
+from pipelines.audit import AuditInputError
 from pipelines.config import ConfigError
 from pipelines.inputs import InputError
 from transforms.accounting import ReconciliationError
 from transforms.ingest import UnreadableInputError
 
-USER_ERRORS = (ConfigError, InputError, ReconciliationError)
+USER_ERRORS = (ConfigError, InputError, ReconciliationError, AuditInputError)
 # Errors raised inside workers reach the driver wrapped by the runner; find ours by name.
 _WORKER_ERROR = re.compile(r"(UnreadableInputError|ReconciliationError): ([^\n]+)")
 
@@ -44,7 +46,13 @@ def _run(argv: list[str]) -> dict:
     return run.run(argv)
 
 
-COMMANDS = {"run": _run, "demo": _demo}
+def _audit(argv: list[str]) -> dict:
+    from pipelines import audit
+
+    return audit.main(argv)
+
+
+COMMANDS = {"run": _run, "demo": _demo, "audit": _audit}
 
 
 def main(argv: list[str] | None = None) -> int:

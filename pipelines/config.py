@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import typing
 
 import yaml
 
@@ -20,6 +21,7 @@ from transforms.text import stable_hash
 # section name -> "module:ConfigClass"; modules are imported only when the section is used.
 SECTIONS = {
     "ingest": "transforms.ingest:IngestConfig",
+    "leakage": "transforms.leakage_config:LeakageConfig",
 }
 
 
@@ -56,6 +58,28 @@ class RunConfig:
         return stable_hash(json.dumps(self.as_dict(), sort_keys=True, default=str))[:12]
 
 
+def _build_dataclass(cls, values: dict, where: str):
+    """``cls(**values)``, recursing into nested config dataclasses, with errors naming keys."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    bad = sorted(set(values) - set(fields))
+    if bad:
+        raise ConfigError(f"unknown key(s) {bad} in '{where}'; known: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        hint = hints.get(key)
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build_dataclass(hint, value or {}, f"{where}.{key}")
+        else:
+            kwargs[key] = _freeze(value)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"section '{where}': {error}") from error
+
+
 def build_config(raw: dict | None, origin: str = "<config>") -> RunConfig:
     """Validate a parsed YAML mapping into a RunConfig."""
     raw = raw or {}
@@ -66,18 +90,11 @@ def build_config(raw: dict | None, origin: str = "<config>") -> RunConfig:
         raise ConfigError(f"{origin}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
     sections = []
     for name in SECTIONS:
-        cls = _section_class(name)
-        values = raw.get(name) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{origin}: section '{name}' must be a mapping")
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(values) - known)
-        if bad:
-            raise ConfigError(f"{origin}: unknown key(s) {bad} in '{name}'; known: {sorted(known)}")
         try:
-            sections.append((name, cls(**{k: _freeze(v) for k, v in values.items()})))
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"{origin}: section '{name}': {error}") from error
+            config = _build_dataclass(_section_class(name), raw.get(name) or {}, name)
+        except ConfigError as error:
+            raise ConfigError(f"{origin}: {error}") from error
+        sections.append((name, config))
     return RunConfig(tuple(sections))
 
 

@@ -15,12 +15,14 @@ import time
 
 import apache_beam as beam
 
+from pipelines import audit
 from pipelines import inputs as inputs_lib
 from pipelines import manifest as manifest_lib
 from pipelines.config import RunConfig, load_config
 from pipelines.options import pipeline_options, runner_description
 from transforms import accounting
 from transforms.ingest import FILES_SCHEMA, ReadInputs
+from transforms.leakage import LeakageAudit
 from transforms.normalize import Normalize
 from transforms.parquet_io import WriteParquet, join
 from transforms.schema import CORPUS_SCHEMA, DEAD_LETTER_SCHEMA
@@ -73,6 +75,8 @@ def build_pipeline(pipeline: beam.Pipeline, args: RunArgs, files: list[str]) -> 
     ingest["files"] | "WriteFiles" >> WriteParquet(
         path=join(out, LEDGER, "files"), schema=FILES_SCHEMA
     )
+    leakage = corpus | "LeakageAudit" >> LeakageAudit(args.config.section("leakage"))
+    audit.write_tables(leakage, out)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -98,13 +102,16 @@ def run(argv: list[str] | None = None) -> dict:
     options = pipeline_options(beam_args)
     with beam.Pipeline(options=options) as pipeline:
         build_pipeline(pipeline, args, files)
+    qa = audit.summarize(args.output)
     manifest = manifest_lib.finish(
         output=args.output,
         inputs=args.inputs,
         config=args.config,
         runner=runner_description(options),
         seconds=time.time() - started,
+        extra={"qa": audit.qa_section(qa)},
     )
     if not known.quiet:
         print(manifest_lib.format_summary(manifest))
+        print(audit.format_summary(qa))
     return manifest
