@@ -21,8 +21,12 @@ from transforms.text import stable_hash
 # section name -> "module:ConfigClass"; modules are imported only when the section is used.
 SECTIONS = {
     "ingest": "transforms.ingest:IngestConfig",
+    "langid": "transforms.langid_config:LangIdConfig",
     "leakage": "transforms.leakage_config:LeakageConfig",
 }
+# The mixture section is a recipe: ``{preset: lecture}`` plus any overrides of its keys.
+MIXTURE = "mixture"
+DEFAULT_PRESET = "lecture"
 
 
 class ConfigError(ValueError):
@@ -85,9 +89,10 @@ def build_config(raw: dict | None, origin: str = "<config>") -> RunConfig:
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping of sections")
-    unknown = sorted(set(raw) - set(SECTIONS))
+    unknown = sorted(set(raw) - set(SECTIONS) - {MIXTURE})
     if unknown:
-        raise ConfigError(f"{origin}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+        known = sorted([*SECTIONS, MIXTURE])
+        raise ConfigError(f"{origin}: unknown section(s) {unknown}; known: {known}")
     sections = []
     for name in SECTIONS:
         try:
@@ -95,7 +100,38 @@ def build_config(raw: dict | None, origin: str = "<config>") -> RunConfig:
         except ConfigError as error:
             raise ConfigError(f"{origin}: {error}") from error
         sections.append((name, config))
+    sections.append((MIXTURE, _build_recipe(raw.get(MIXTURE) or {}, origin)))
     return RunConfig(tuple(sections))
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build_recipe(raw: dict, origin: str):
+    """The mixture recipe: a preset (default ``lecture``) with the section's overrides."""
+    from transforms import recipe
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: section 'mixture' must be a mapping")
+    overrides = dict(raw)
+    preset = overrides.pop("preset", DEFAULT_PRESET)
+    try:
+        base = yaml.safe_load((recipe.PRESETS_DIR / f"{preset}.yaml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{origin}: mixture preset {preset!r} unknown; known: {recipe.preset_names()}"
+        ) from None
+    try:
+        return recipe.recipe_from_dict(_merge(base, overrides), origin=f"{origin}: mixture")
+    except recipe.RecipeError as error:
+        raise ConfigError(str(error)) from error
 
 
 def load_config(path: str | None) -> RunConfig:

@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 import pipelines
 from pipelines.config import RunConfig
 from pipelines.inputs import read_parquet_dir
-from transforms import accounting
+from transforms import accounting, mixing
 from transforms.ingest import FILES_SCHEMA
 from transforms.parquet_io import join
 
@@ -45,6 +45,15 @@ def _reason_counts(path: str) -> dict[str, int]:
     return dict(sorted(Counter(f"{stage}:{reason}" for stage, reason in pairs).items()))
 
 
+def _disagreements(path: str) -> list[dict]:
+    """Per task: declared input language vs detected, where they disagree (never resolved)."""
+    rows = read_parquet_dir(path).to_pylist()
+    return sorted(
+        (r for r in rows if r["agrees"] is False),
+        key=lambda r: (-r["count"], str(r["task"]), str(r["lang"])),
+    )
+
+
 def _totals(ledger: dict) -> dict[str, int]:
     totals: Counter = Counter()
     for counts in ledger.values():
@@ -61,6 +70,9 @@ def finish(
     files = read_parquet_dir(join(output, "_ledger", "files"), FILES_SCHEMA).to_pylist()
     fates = read_parquet_dir(join(output, "_ledger", "fates"), accounting.FATES_SCHEMA)
     ledger = accounting.reconcile(files, fates.to_pylist())
+    mixture_fates = read_parquet_dir(join(output, "_ledger", "mixture_fates"), accounting.FATES_SCHEMA)
+    mixture_ledger = accounting.reconcile_mixture(fates.to_pylist(), mixture_fates.to_pylist())
+    stats = read_parquet_dir(join(output, "_ledger", "mixture_stats")).to_pylist()
     manifest = {
         "instructmix_version": pipelines.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -72,6 +84,11 @@ def finish(
         "counts": {"totals": _totals(ledger), "per_source": ledger},
         "dead_letters_by_reason": _reason_counts(join(output, "dead_letter")),
         "languages": _partition_counts(join(output, "corpus"), "lang"),
+        "language_disagreements": _disagreements(join(output, "language", "agreement")),
+        "mixture": {
+            **mixing.manifest_section(stats, config.section("mixture")),
+            "ledger": mixture_ledger,
+        },
         "reconciled": True,
     }
     manifest.update(extra or {})
@@ -106,6 +123,17 @@ def format_summary(manifest: dict) -> str:
             f"{k} {v}" for k, v in manifest["dead_letters_by_reason"].items()))
     if manifest["languages"]:
         out.append("languages: " + ", ".join(f"{k} {v}" for k, v in manifest["languages"].items()))
+    for split, stats in manifest.get("mixture", {}).get("splits", {}).items():
+        rows = stats.get("rows", {})
+        formats = ", ".join(
+            f"{name} {v['proportion']:.3f}" + (f" (target {v['target']:.2f})" if v.get("target") else "")
+            for name, v in stats.get("format", {}).items()
+        )
+        out.append(
+            f"mixture {split}: {rows.get('all', {}).get('count', 0)} rows "
+            f"({rows.get('base', {}).get('count', 0)} records"
+            f", {stats.get('inverted', {}).get('rows', {}).get('count', 0)} inverted); {formats}"
+        )
     runner = manifest["runner"]
     out.append(
         f"runner: {runner['runner']}"

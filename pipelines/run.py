@@ -25,13 +25,29 @@ from transforms.ingest import FILES_SCHEMA, ReadInputs
 from transforms.leakage import LeakageAudit
 from transforms.normalize import Normalize
 from transforms.parquet_io import WriteParquet, join
-from transforms.schema import CORPUS_SCHEMA, DEAD_LETTER_SCHEMA
+from transforms.formats import load_template_sets
+from transforms.langid_stage import (
+    AGREEMENT_SCHEMA,
+    FilterLanguages,     IdentifyLanguage,
+    LanguageAgreement,
+)
+from transforms.mixture import STATS_SCHEMA, BuildMixture
+from transforms.render import MIXTURE_SCHEMA
+from transforms.schema import CORPUS_SCHEMA, DEAD_LETTER_SCHEMA, REMOVED_SCHEMA
 
 # Output layout (later stages add to it; these names are a contract).
 CORPUS = "corpus"
 DEAD_LETTER = "dead_letter"
 LEDGER = "_ledger"
-OUTPUT_DIRS = (CORPUS, DEAD_LETTER, "removed", "leakage", "state", LEDGER)
+REMOVED = "removed"
+MIXTURE = "mixture"
+LANGUAGE_AGREEMENT = "language/agreement"
+OUTPUT_DIRS = (CORPUS, DEAD_LETTER, REMOVED, MIXTURE, "language", "leakage", "state", LEDGER)
+
+
+def is_template_file(path: str) -> bool:
+    """PromptSource template sets feed the mixture; they are not records."""
+    return path.rsplit("/", 1)[-1] == "templates.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,44 +55,90 @@ class RunArgs:
     inputs: tuple[str, ...]
     output: str
     config: RunConfig
+    languages: str | None = None
 
 
 def build_pipeline(pipeline: beam.Pipeline, args: RunArgs, files: list[str]) -> None:
     """Add the whole batch graph to ``pipeline``."""
-    out = args.output
+    out, config = args.output, args.config
     ingest = (
         pipeline
-        | "InputFiles" >> beam.Create(sorted(files))
-        | "Ingest" >> ReadInputs(config=args.config.section("ingest"))
+        | "InputFiles" >> beam.Create(sorted(f for f in files if not is_template_file(f)))
+        | "Ingest" >> ReadInputs(config=config.section("ingest"))
     )
     normalized = ingest["records"] | "Normalize" >> Normalize()
-    corpus = normalized["records"]
+    identified = normalized["records"] | "IdentifyLanguage" >> IdentifyLanguage(
+        config.section("langid")
+    )
+    (
+        identified
+        | "LanguageAgreement" >> LanguageAgreement()
+        | "WriteAgreement"
+        >> WriteParquet(path=join(args.output, LANGUAGE_AGREEMENT), schema=AGREEMENT_SCHEMA)
+    )
+    fates = {
+        "dead_letter:ingest": ingest["dead_letters"],
+        "dead_letter:normalize": normalized["dead_letters"],
+    }
+    if args.languages:
+        split = identified | "FilterLanguages" >> FilterLanguages(args.languages)
+        identified, fates["filtered:language"] = split["kept"], split["filtered"]
+    corpus = identified
+    fates["corpus"] = corpus
+
     dead_letters = (ingest["dead_letters"], normalized["dead_letters"]) | (
         "AllDeadLetters" >> beam.Flatten()
     )
-
     corpus | "WriteCorpus" >> WriteParquet(
         path=join(out, CORPUS), schema=CORPUS_SCHEMA, partition_by="lang"
     )
     dead_letters | "WriteDeadLetters" >> WriteParquet(
         path=join(out, DEAD_LETTER), schema=DEAD_LETTER_SCHEMA
     )
-    fates = {
-        "corpus": corpus,
-        "dead_letter:ingest": ingest["dead_letters"],
-        "dead_letter:normalize": normalized["dead_letters"],
-    }
-    (
-        fates
-        | "CountFates" >> accounting.CountFates()
-        | "WriteFates"
-        >> WriteParquet(path=join(out, LEDGER, "fates"), schema=accounting.FATES_SCHEMA)
-    )
+    _write_ledger(fates, join(out, LEDGER, "fates"), "Fates")
     ingest["files"] | "WriteFiles" >> WriteParquet(
         path=join(out, LEDGER, "files"), schema=FILES_SCHEMA
     )
-    leakage = corpus | "LeakageAudit" >> LeakageAudit(args.config.section("leakage"))
+    leakage = corpus | "LeakageAudit" >> LeakageAudit(config.section("leakage"))
     audit.write_tables(leakage, out)
+    _build_mixture(corpus, args, [f for f in files if is_template_file(f)])
+
+
+def _write_ledger(fates: dict, path: str, label: str) -> None:
+    (
+        fates
+        | f"Count{label}" >> accounting.CountFates()
+        | f"Write{label}" >> WriteParquet(path=path, schema=accounting.FATES_SCHEMA)
+    )
+
+
+def _build_mixture(corpus, args: RunArgs, template_files: list[str]) -> None:
+    """The Flan-style mixture of the kept corpus, and its own ledger: every corpus record is
+    in the mixture once (per split) or left out with a reason."""
+    out = args.output
+    built = corpus | "BuildMixture" >> BuildMixture(
+        recipe=args.config.section("mixture"),
+        template_sets=load_template_sets(template_files) if template_files else (),
+    )
+    built["mixture"] | "WriteMixture" >> WriteParquet(
+        path=join(out, MIXTURE), schema=MIXTURE_SCHEMA, partition_by=("split", "lang")
+    )
+    built["stats"] | "WriteMixtureStats" >> WriteParquet(
+        path=join(out, LEDGER, "mixture_stats"), schema=STATS_SCHEMA
+    )
+    built["removed"] | "WriteDecontaminated" >> WriteParquet(
+        path=join(out, REMOVED, "decontaminate"), schema=REMOVED_SCHEMA
+    )
+    in_mixture = built["mixture"] | "BaseRows" >> beam.Filter(_is_base_row)
+    _write_ledger(
+        {"mixture": in_mixture, "left_out:*": built["left_out"]},
+        join(out, LEDGER, "mixture_fates"),
+        "MixtureFates",
+    )
+
+
+def _is_base_row(row: dict) -> bool:
+    return not row["inverted"]
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -87,6 +149,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--output", required=True, help="output directory (local or gs://…)")
     parser.add_argument("--config", help="YAML run configuration (see README)")
+    parser.add_argument(
+        "--languages", help="keep only these language splits, e.g. en,zh,und (others: filtered)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no summary table")
     return parser.parse_known_args(argv)
 
@@ -96,7 +161,9 @@ def run(argv: list[str] | None = None) -> dict:
     known, beam_args = parse_args(argv)
     beam_args = [a for a in beam_args if a != "--"]
     started = time.time()
-    args = RunArgs(tuple(known.input), known.output, load_config(known.config))
+    args = RunArgs(
+        tuple(known.input), known.output, load_config(known.config), known.languages
+    )
     files = inputs_lib.expand_inputs(args.inputs)
     inputs_lib.clear_outputs(args.output, OUTPUT_DIRS + (manifest_lib.MANIFEST,))
     options = pipeline_options(beam_args)

@@ -28,13 +28,19 @@ FATES_SCHEMA = pa.schema(
 
 
 class _KeyByFate:
-    """row → ((source_file, source, fate), 1); a picklable callable, not a lambda."""
+    """row → ((source_file, source, fate), 1); a picklable callable, not a lambda.
+
+    A fate ending in ``:*`` takes its suffix from the row's ``reason`` (``left_out:cap``).
+    """
 
     def __init__(self, fate: str):
         self.fate = fate
 
     def __call__(self, row: dict):
-        return (row.get("source_file"), row.get("source"), self.fate), 1
+        fate = self.fate
+        if fate.endswith(":*"):
+            fate = f"{fate[:-2]}:{row.get('reason')}"
+        return (row.get("source_file"), row.get("source"), fate), 1
 
 
 def _to_row(item) -> dict:
@@ -90,3 +96,20 @@ def reconcile(files: list[dict], fates: list[dict]) -> dict:
     for source, counts in ledger.items():
         counts["ingested"] = sum(counts.values())
     return ledger
+
+
+def reconcile_mixture(fates: list[dict], mixture_fates: list[dict]) -> dict:
+    """Check per file that every corpus record is in the mixture once or left out with a reason.
+
+    Returns {source: {fate: count}} of the mixture ledger; raises ``ReconciliationError``.
+    """
+    in_corpus = [
+        {"path": row["source_file"], "records": row["count"], "dead_letters": 0}
+        for row in fates
+        if row["fate"] == "corpus"
+    ]
+    merged: dict[str, dict] = {}
+    for row in in_corpus:
+        entry = merged.setdefault(row["path"], dict(row, records=0))
+        entry["records"] += row["records"]
+    return reconcile(list(merged.values()), mixture_fates)

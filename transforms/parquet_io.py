@@ -8,6 +8,10 @@ single commit step, fed the temp paths as a side input, renames them into place 
 temporary directory. No worker ever holds more than one bundle's rows per partition.
 
     rows | WriteParquet(path=f"{out}/corpus", schema=CORPUS_SCHEMA, partition_by="lang")
+    rows | WriteParquet(path=f"{out}/mixture", schema=..., partition_by=("split", "lang"))
+
+Partition columns stay in the files too (pyarrow, DuckDB, Polars and ``datasets`` all accept
+the duplicate), so a single file read on its own still has them.
 """
 
 from __future__ import annotations
@@ -104,7 +108,8 @@ class _Commit(beam.DoFn):
 
 
 class WriteParquet(beam.PTransform):
-    """Writes dict rows to ``path`` as Parquet, optionally Hive-partitioned by one column.
+    """Writes dict rows to ``path`` as Parquet, optionally Hive-partitioned by one column or by
+    several (``("split", "lang")`` -> ``split=train/lang=en/``).
 
     Output: PCollection of the final file paths (one element each, after the commit).
     """
@@ -114,7 +119,7 @@ class WriteParquet(beam.PTransform):
         *,
         path: str,
         schema: pa.Schema,
-        partition_by: str | None = None,
+        partition_by: str | tuple[str, ...] | None = None,
         rows_per_file: int = ROWS_PER_FILE,
     ):
         super().__init__()
@@ -141,11 +146,14 @@ class WriteParquet(beam.PTransform):
 
 
 class _HivePartition:
-    """``column=value`` directory name of a row (a picklable callable, not a lambda)."""
+    """``column=value[/column=value...]`` directory of a row (picklable, not a lambda)."""
 
-    def __init__(self, column: str):
-        self.column = column
+    def __init__(self, columns: str | tuple[str, ...]):
+        self.columns = (columns,) if isinstance(columns, str) else tuple(columns)
 
     def __call__(self, row: dict) -> str:
-        value = row.get(self.column)
-        return f"{self.column}={value if value not in (None, '') else 'und'}"
+        parts = []
+        for column in self.columns:
+            value = row.get(column)
+            parts.append(f"{column}={value if value not in (None, '') else 'und'}")
+        return "/".join(parts)
