@@ -22,6 +22,8 @@ from transforms.text import stable_hash
 SECTIONS = {
     "ingest": "transforms.ingest:IngestConfig",
     "langid": "transforms.langid_config:LangIdConfig",
+    "dedup": "transforms.dedup_config:DedupConfig",
+    "rouge": "transforms.rouge_config:RougeConfig",
     "leakage": "transforms.leakage_config:LeakageConfig",
 }
 # The mixture section is a recipe: ``{preset: lecture}`` plus any overrides of its keys.

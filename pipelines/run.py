@@ -25,6 +25,7 @@ from transforms.ingest import FILES_SCHEMA, ReadInputs
 from transforms.leakage import LeakageAudit
 from transforms.normalize import Normalize
 from transforms.parquet_io import WriteParquet, join
+from transforms.dedup import BAND_STATE_SCHEMA, EXACT_STATE_SCHEMA, Deduplicate
 from transforms.formats import load_template_sets
 from transforms.langid_stage import (
     AGREEMENT_SCHEMA,
@@ -33,6 +34,7 @@ from transforms.langid_stage import (
 )
 from transforms.mixture import STATS_SCHEMA, BuildMixture
 from transforms.render import MIXTURE_SCHEMA
+from transforms.rouge_filter import NEAR_DUPLICATE_TASKS_SCHEMA, RougeFilter
 from transforms.schema import CORPUS_SCHEMA, DEAD_LETTER_SCHEMA, REMOVED_SCHEMA
 
 # Output layout (later stages add to it; these names are a contract).
@@ -42,7 +44,11 @@ LEDGER = "_ledger"
 REMOVED = "removed"
 MIXTURE = "mixture"
 LANGUAGE_AGREEMENT = "language/agreement"
-OUTPUT_DIRS = (CORPUS, DEAD_LETTER, REMOVED, MIXTURE, "language", "leakage", "state", LEDGER)
+STATE = "state"
+OUTPUT_DIRS = (
+    CORPUS, DEAD_LETTER, REMOVED, MIXTURE, "language", "leakage", STATE, "near_duplicate_tasks",
+    LEDGER,
+)
 
 
 def is_template_file(path: str) -> bool:
@@ -83,8 +89,22 @@ def build_pipeline(pipeline: beam.Pipeline, args: RunArgs, files: list[str]) -> 
     if args.languages:
         split = identified | "FilterLanguages" >> FilterLanguages(args.languages)
         identified, fates["filtered:language"] = split["kept"], split["filtered"]
-    corpus = identified
+    deduplicated = identified | "Deduplicate" >> Deduplicate(config=config.section("dedup"))
+    filtered = deduplicated["kept"] | "RougeFilter" >> RougeFilter(config.section("rouge"))
+    corpus = filtered["kept"]
     fates["corpus"] = corpus
+    fates["removed:*"] = (deduplicated["removed"], filtered["removed"]) | (
+        "AllRemoved" >> beam.Flatten()
+    )
+    deduplicated["exact_state"] | "WriteExactState" >> WriteParquet(
+        path=join(out, STATE, "exact"), schema=EXACT_STATE_SCHEMA
+    )
+    deduplicated["band_state"] | "WriteBandState" >> WriteParquet(
+        path=join(out, STATE, "bands"), schema=BAND_STATE_SCHEMA
+    )
+    filtered["near_duplicate_tasks"] | "WriteNearDuplicateTasks" >> WriteParquet(
+        path=join(out, "near_duplicate_tasks"), schema=NEAR_DUPLICATE_TASKS_SCHEMA
+    )
 
     dead_letters = (ingest["dead_letters"], normalized["dead_letters"]) | (
         "AllDeadLetters" >> beam.Flatten()
@@ -101,7 +121,11 @@ def build_pipeline(pipeline: beam.Pipeline, args: RunArgs, files: list[str]) -> 
     )
     leakage = corpus | "LeakageAudit" >> LeakageAudit(config.section("leakage"))
     audit.write_tables(leakage, out)
-    _build_mixture(corpus, args, [f for f in files if is_template_file(f)])
+    decontaminated = _build_mixture(corpus, args, [f for f in files if is_template_file(f)])
+    (fates["removed:*"], decontaminated) | "AllRemovedRows" >> beam.Flatten() | (
+        "WriteRemoved" >> WriteParquet(path=join(out, REMOVED), schema=REMOVED_SCHEMA,
+                                       partition_by="stage")
+    )
 
 
 def _write_ledger(fates: dict, path: str, label: str) -> None:
@@ -112,9 +136,12 @@ def _write_ledger(fates: dict, path: str, label: str) -> None:
     )
 
 
-def _build_mixture(corpus, args: RunArgs, template_files: list[str]) -> None:
+def _build_mixture(corpus, args: RunArgs, template_files: list[str]):
     """The Flan-style mixture of the kept corpus, and its own ledger: every corpus record is
-    in the mixture once (per split) or left out with a reason."""
+    in the mixture once (per split) or left out with a reason.
+
+    Output: the training records removed by decontamination (REMOVED_SCHEMA rows); they stay
+    in the corpus and count in the mixture ledger as ``left_out:decontaminated``."""
     out = args.output
     built = corpus | "BuildMixture" >> BuildMixture(
         recipe=args.config.section("mixture"),
@@ -126,15 +153,13 @@ def _build_mixture(corpus, args: RunArgs, template_files: list[str]) -> None:
     built["stats"] | "WriteMixtureStats" >> WriteParquet(
         path=join(out, LEDGER, "mixture_stats"), schema=STATS_SCHEMA
     )
-    built["removed"] | "WriteDecontaminated" >> WriteParquet(
-        path=join(out, REMOVED, "decontaminate"), schema=REMOVED_SCHEMA
-    )
     in_mixture = built["mixture"] | "BaseRows" >> beam.Filter(_is_base_row)
     _write_ledger(
         {"mixture": in_mixture, "left_out:*": built["left_out"]},
         join(out, LEDGER, "mixture_fates"),
         "MixtureFates",
     )
+    return built["removed"]
 
 
 def _is_base_row(row: dict) -> bool:

@@ -30,7 +30,8 @@ FATES_SCHEMA = pa.schema(
 class _KeyByFate:
     """row → ((source_file, source, fate), 1); a picklable callable, not a lambda.
 
-    A fate ending in ``:*`` takes its suffix from the row's ``reason`` (``left_out:cap``).
+    A fate ending in ``:*`` takes its suffix from the row's ``reason`` (``left_out:cap``) or,
+    for removed-record rows, its ``stage`` (``removed:minhash``).
     """
 
     def __init__(self, fate: str):
@@ -39,7 +40,7 @@ class _KeyByFate:
     def __call__(self, row: dict):
         fate = self.fate
         if fate.endswith(":*"):
-            fate = f"{fate[:-2]}:{row.get('reason')}"
+            fate = f"{fate[:-2]}:{row.get('reason') or row.get('stage')}"
         return (row.get("source_file"), row.get("source"), fate), 1
 
 

@@ -1,0 +1,95 @@
+"""Connected components: Large-Star/Small-Star against a plain union-find, pure and on Beam."""
+
+from __future__ import annotations
+
+import random
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms import clusters
+
+edges_strategy = st.lists(
+    st.tuples(st.integers(0, 40), st.integers(0, 40)), min_size=0, max_size=80
+)
+
+
+def test_kernels():
+    assert sorted(clusters.large_star(5, [3, 7, 9, 5])) == [(7, 3), (9, 3)]
+    assert sorted(clusters.large_star(2, [5, 7])) == [(5, 2), (7, 2)]
+    assert sorted(clusters.small_star(9, [4, 2, 7])) == [(4, 2), (7, 2), (9, 2)]
+    assert clusters.small_star(3, []) == []
+    assigned, unresolved = clusters.resolve(1, [("down", 4), ("down", 6)])
+    assert sorted(assigned) == [(4, 1), (6, 1)] and unresolved == 0
+    assert clusters.resolve(4, [("up", 1), ("down", 9)]) == ([], 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(edges_strategy)
+def test_star_rounds_equal_union_find(edges):
+    roots, _, unresolved = clusters.star_components(edges, max_rounds=30)
+    assert roots == clusters.union_find_components(edges)
+    assert unresolved == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(edges_strategy, st.integers(1, 3))
+def test_too_few_rounds_are_safe(edges, max_rounds):
+    """Unconverged: fewer merges, but every assignment is right and points at a kept root."""
+    roots, _, _ = clusters.star_components(edges, max_rounds=max_rounds)
+    truth = clusters.union_find_components(edges)
+    for node, root in roots.items():
+        assert root < node
+        assert truth.get(root, root) == truth[node]  # same component
+        assert root not in roots  # the survivor is never itself removed
+
+
+def test_long_chains_converge_within_the_default_rounds():
+    labels = list(range(2001))
+    random.Random(3).shuffle(labels)
+    for edges in (
+        [(i, i + 1) for i in range(2000)],  # sorted path: the slowest case measured
+        [(labels[i], labels[i + 1]) for i in range(2000)],
+    ):
+        roots, rounds, unresolved = clusters.star_components(edges, max_rounds=12)
+        assert unresolved == 0 and roots == clusters.union_find_components(edges)
+        assert rounds <= 12
+
+
+def test_node_shard_is_stable_and_in_range():
+    node = (0, "id-1", "file.json", 7, 123456789)
+    assert clusters.node_shard(node, 10) == 123456789 % 10
+    assert clusters.node_shard(17, 5) == 2
+    assert clusters.node_shard(("a", "b"), 7) == clusters.node_shard(("a", "b"), 7) < 7
+
+
+def _run_beam(edge_sets, max_rounds):
+    with BeamTestPipeline(runner="FnApiRunner") as p:
+        for i, edges in enumerate(edge_sets):
+            expected = sorted(clusters.union_find_components(edges).items())
+            got = (
+                p
+                | f"Edges{i}" >> beam.Create(edges or [(0, 0)])
+                | f"CC{i}" >> clusters.ConnectedComponents(max_rounds=max_rounds, num_shards=3)
+            )
+            assert_that(got, equal_to(expected), label=f"Check{i}")
+
+
+@settings(max_examples=2, deadline=None)
+@given(st.lists(edges_strategy, min_size=4, max_size=4))
+def test_beam_components_equal_union_find(edge_sets):
+    # Four random graphs per pipeline run (a run costs seconds, an edge nothing). Random graphs
+    # of <= 41 nodes need <= 5 rounds (3,000 tried with star_components), so 6 converge.
+    _run_beam(edge_sets, max_rounds=6)
+
+
+def test_beam_components_on_tuple_nodes_and_a_long_chain():
+    chain = [
+        ((0, f"id{i:03d}", "f", i, i * 7919), (0, f"id{i + 1:03d}", "f", i + 1, (i + 1) * 7919))
+        for i in range(300)
+    ]
+    star = [((1, "hub", "g", 0, 1), (1, f"leaf{i}", "g", i, i)) for i in range(1, 50)]
+    _run_beam([chain, star, chain[:5] + star[:5]], max_rounds=12)

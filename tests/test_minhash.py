@@ -1,0 +1,262 @@
+"""MinHash kernels: tokens, shingles, datasketch-identical signatures, banding, verification."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasketch import MinHash, MinHashLSH
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms import minhash
+from transforms.text import has_no_space_script, normalize_text, tokens
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _real_texts() -> list[tuple[str, str, str]]:
+    """(definition, input, output) of real records: Alpaca en + zh, ShareGPT, P3 prompts."""
+    out = []
+    for name in ("alpaca/en/alpaca_data-0-3252.json", "alpaca/zh/alpaca_data-0-3252-zh.json"):
+        for r in json.loads((DATA / name).read_text(encoding="utf-8")):
+            out.append((r["instruction"], r["input"], r["output"]))
+    path = DATA / "sharegpt/sharegpt_v3_unfiltered_cleaned_split.sample300.json"
+    for r in json.loads(path.read_text(encoding="utf-8")):
+        turns = [t["value"] for t in r["conversations"]]
+        out.append(("", turns[0] if turns else "", "\n".join(turns[1:])))
+    for path in sorted(glob.glob(str(DATA / "p3_t0_gpt3ft/data_per_template/*.jsonl"))):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    out.append(("", r["prompt"], r.get("completion", "")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_norms():
+    records = _real_texts()
+    assert len(records) >= 10_000
+    return [[normalize_text(t) for t in r] for r in records]
+
+
+@pytest.fixture(scope="module")
+def real_shingles(real_norms):
+    # 10,000 records: all of Alpaca en + zh (6.5k), all of ShareGPT, and P3 prompts.
+    norms = real_norms[:10_000]
+    shingles, offsets = minhash.batch_shingles(norms, 5, 5)
+    return norms, shingles, offsets
+
+
+# --- tokens and shingles ----------------------------------------------------------------------
+
+
+def test_tokens_equal_text_tokens_on_real_data(real_norms):
+    records = _real_texts()
+    # every Alpaca (en, zh) and ShareGPT record, and every 10th P3 prompt
+    sample = [i for i in range(len(records)) if i < 6_800 or i % 10 == 0]
+    for i in sample:
+        raw, norms = records[i], real_norms[i]
+        for text, norm in zip(raw, norms):
+            assert minhash.tokenize_normalized(norm) == tokens(text)
+            assert minhash.has_no_space_script_normalized(norm) == has_no_space_script(norm)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_tokens_equal_text_tokens_on_any_unicode(text):
+    norm = normalize_text(text)
+    assert minhash.tokenize_normalized(norm) == tokens(text)
+    assert minhash.has_no_space_script_normalized(norm) == has_no_space_script(norm)
+
+
+def test_chinese_is_shingled_by_characters_not_as_one_word():
+    norm = normalize_text("机器学习是人工智能的一个分支")
+    shingles = minhash.shingle_set([norm], 5, 5)
+    assert len(shingles) == 14 - 5 + 1
+    assert "机 器 学 习 是".encode() in shingles
+
+
+def test_short_field_is_one_shingle_and_fields_do_not_merge():
+    a = minhash.shingle_set(["hello world", "one two three four five six"], 5, 5)
+    assert a == {b"hello world", b"one two three four five", b"two three four five six"}
+    # moving a word across the field boundary changes the shingles
+    b = minhash.shingle_set(["hello world one", "two three four five six"], 5, 5)
+    assert a != b
+
+
+def test_batch_shingles_equal_per_record_sets(real_shingles):
+    norms, shingles, offsets = real_shingles
+    assert len(offsets) == len(norms) + 1
+    for i in range(0, len(norms), 7):
+        got = set(shingles[offsets[i] : offsets[i + 1]])
+        assert got == minhash.shingle_set(norms[i], 5, 5)
+
+
+def test_batch_shingles_with_empty_records():
+    shingles, offsets = minhash.batch_shingles([["", ""], ["a b"], ["!!!"], []], 5, 5)
+    assert shingles == [b"a b"]
+    assert offsets.tolist() == [0, 0, 1, 1, 1]
+
+
+# --- signatures: identical to datasketch ------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+def test_signatures_equal_datasketch_on_10k_real_records(real_shingles, scheme):
+    norms, shingles, offsets = real_shingles
+    sigs = minhash.MinHasher(128, 1, scheme=scheme).signatures(shingles, offsets)
+    template = MinHash(num_perm=128, seed=1, scheme=scheme)
+    fresh_checked = 0
+    for i in range(len(norms)):
+        record_shingles = shingles[offsets[i] : offsets[i + 1]]
+        if i % 1000 == 0:  # a few from scratch: same permutations from the same seed
+            m = MinHash(num_perm=128, seed=1, scheme=scheme)
+            fresh_checked += 1
+        else:
+            m = template.copy()
+        m.update_batch(record_shingles)
+        assert np.array_equal(m.hashvalues, sigs[i]), (scheme, i)
+    assert fresh_checked == 10
+
+
+def test_xxh32_matches_datasketch_hashfunc(real_shingles):
+    xxhash = pytest.importorskip("xxhash")
+    _, shingles, offsets = real_shingles
+    n = 2000
+    sigs = minhash.MinHasher(64, 3, hash_function="xxh32").signatures(
+        shingles[: offsets[n]], offsets[: n + 1]
+    )
+    for i in range(0, n, 3):
+        m = MinHash(num_perm=64, seed=3, hashfunc=xxhash.xxh32_intdigest)
+        m.update_batch(shingles[offsets[i] : offsets[i + 1]])
+        assert np.array_equal(m.hashvalues, sigs[i])
+
+
+def test_poly32_vectorised_equals_reference_and_datasketch(real_shingles):
+    norms, _, _ = real_shingles
+    batch = minhash.shingle_batch(norms[6000:8000], 5, 5)  # Chinese Alpaca and ShareGPT
+    shingles = batch.shingles()
+    vectorised = minhash.poly_hash32_spans(batch.buf, batch.starts, batch.ends)
+    assert vectorised.tolist() == [minhash.poly_hash32(x) for x in shingles]
+    assert np.array_equal(minhash.hash_shingles(shingles, "poly32"), vectorised)
+    sigs = minhash.MinHasher(128, 1, hash_function="poly32").batch_signatures(batch)
+    for i in range(0, 2000, 25):
+        m = MinHash(num_perm=128, seed=1, hashfunc=minhash.poly_hash32)
+        m.update_batch(shingles[batch.offsets[i] : batch.offsets[i + 1]])
+        assert np.array_equal(m.hashvalues, sigs[i])
+
+
+def test_repeated_shingles_take_the_dedup_hash_path():
+    shingles = [b"same shingle"] * 50 + [b"other"]
+    hashes = minhash.hash_shingles(shingles, "sha1")
+    m = MinHash(num_perm=16, seed=1)
+    m.update_batch(shingles)
+    sig = minhash.MinHasher(16, 1).signatures_from_hashes(hashes, np.array([0, 51]))
+    assert np.array_equal(sig[0], m.hashvalues)
+
+
+def test_legacy_arithmetic_wraps_like_numpy_uint64():
+    # hash values near 2**32 with a near 2**61: a*h overflows uint64; datasketch relies on the
+    # wrap-around, then reduces mod 2**61 - 1 and keeps 32 bits.
+    hasher = minhash.MinHasher(256, 5, scheme="legacy")
+    hashes = np.array([0, 1, 2**32 - 1, 2**31 + 12345, 3_000_000_000], dtype=np.uint32)
+    a, b = hasher.a[:, 0], hasher.b[:, 0]
+    want = np.full(256, 2**32 - 1, dtype=np.uint64)
+    for h in hashes.astype(np.uint64):
+        with np.errstate(over="ignore"):
+            want = np.minimum(want, ((a * h + b) % np.uint64(2**61 - 1)) & np.uint64(2**32 - 1))
+    got = hasher.signatures_from_hashes(hashes, np.array([0, len(hashes)]))[0]
+    assert np.array_equal(got.astype(np.uint64), want)
+
+
+def test_empty_record_signature_is_datasketch_empty_minhash():
+    sig = minhash.MinHasher(32, 1).signatures([], np.array([0, 0]))
+    assert np.array_equal(sig[0], MinHash(num_perm=32, seed=1).hashvalues)
+
+
+def test_estimate_jaccard_equals_datasketch(real_shingles):
+    _, shingles, offsets = real_shingles
+    sigs = minhash.MinHasher(128, 1).signatures(shingles[: offsets[3]], offsets[:4])
+    ms = []
+    for i in range(3):
+        m = MinHash(num_perm=128, seed=1)
+        m.update_batch(shingles[offsets[i] : offsets[i + 1]])
+        ms.append(m)
+    assert minhash.estimate_jaccard(sigs[0], sigs[1]) == ms[0].jaccard(ms[1])
+    assert minhash.estimate_jaccard(sigs[0], sigs[0]) == 1.0
+
+
+# --- banding ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("num_perm", "thresholds"),
+    [(128, np.arange(0.3, 0.951, 0.05)), (64, [0.5, 0.7, 0.9]), (256, [0.6, 0.8])],
+)
+def test_optimal_param_equals_datasketch_minhashlsh(num_perm, thresholds):
+    for threshold in thresholds:
+        lsh = MinHashLSH(threshold=float(threshold), num_perm=num_perm)
+        assert minhash.optimal_param(float(threshold), num_perm) == (lsh.b, lsh.r), threshold
+
+
+def test_band_keys_collide_exactly_on_equal_bands():
+    rng = np.random.default_rng(0)
+    sigs = rng.integers(0, 2**32, size=(3, 128), dtype=np.uint64).astype(np.uint32)
+    sigs[1, 9:18] = sigs[0, 9:18]  # band 1 (rows 9..17) shared by records 0 and 1
+    keys = minhash.band_keys(sigs, 14, 9)
+    assert keys.shape == (3, 14) and keys.dtype == np.int64
+    assert keys[0, 1] == keys[1, 1]
+    assert (keys[0] == keys[1]).sum() == 1
+    assert not (keys[0] == keys[2]).any()
+    # equal values in different bands never share a key
+    same = np.tile(sigs[0, :9], 14)[None, :]
+    assert len(set(minhash.band_keys(same, 14, 9)[0].tolist())) == 14
+
+
+def test_band_keys_are_stable_across_releases():
+    # Stored band keys (band_state) are reused by the nightly refresh: this function must not
+    # change silently. Update the golden values only together with state_fingerprint().
+    sig = np.arange(1, 129, dtype=np.uint32)[None, :] * np.uint32(2654435761)
+    keys = minhash.band_keys(sig, 14, 9)[0].tolist()
+    assert keys[:3] == [144829203342851093, -6478333602289712205, 3386716157430872753]
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+def _sig(rng, base=None, keep=0):
+    sig = rng.integers(0, 2**32, size=128, dtype=np.uint64).astype("<u4")
+    if base is not None:
+        sig[:keep] = base[:keep]
+    return sig
+
+
+def test_bucket_edges_small_bucket_is_all_pairs():
+    rng = np.random.default_rng(1)
+    a = _sig(rng)
+    members = [(0, a.tobytes()), (1, _sig(rng, a, 120).tobytes()), (2, _sig(rng, a, 100).tobytes())]
+    members.append((3, _sig(rng).tobytes()))  # unrelated
+    edges = sorted(minhash.bucket_edges(members, 8, minhash.min_equal_slots(0.7, 128)))
+    assert [(u, v) for u, v, _ in edges] == [(0, 1), (0, 2), (1, 2)]
+    assert edges[0][2] == 120 / 128
+
+
+def test_bucket_edges_giant_bucket_compares_against_hubs_only():
+    rng = np.random.default_rng(2)
+    a = _sig(rng)
+    members = [(i, _sig(rng, a, 110).tobytes()) for i in range(5000)]
+    edges = list(minhash.bucket_edges(members[::-1], 4, 90))
+    # every member linked to each of the 4 best-ranked members, nothing quadratic
+    assert len(edges) == 4 * 3 // 2 + (5000 - 4) * 4
+    assert all(u < v and u < 4 for u, v, _ in edges)
+
+
+def test_min_equal_slots_is_an_exact_integer_threshold():
+    assert minhash.min_equal_slots(0.7, 128) == 90  # 89.6 -> 90
+    assert minhash.min_equal_slots(0.75, 128) == 96  # exactly 96, float fuzz ignored
+    assert minhash.min_equal_slots(1.0, 128) == 128

@@ -1,0 +1,599 @@
+"""MinHash kernels for near-duplicate detection: shingles, signatures, LSH bands, verification.
+
+Pure functions and one small class, no Beam imports: ``transforms/dedup.py`` wraps them.
+
+Compatibility contract (tested on >= 10,000 real records in ``tests/test_minhash.py``): for a
+record's shingle set ``S``, ``MinHasher(num_perm, seed).signatures(...)`` equals
+
+    m = datasketch.MinHash(num_perm=num_perm, seed=seed)      # scheme "affine32" (default)
+    m.update_batch(S)                                          # S: UTF-8 bytes of each shingle
+    m.hashvalues
+
+and with ``scheme="legacy"`` it equals ``datasketch.MinHash(..., scheme="legacy")``, the
+arithmetic of datasketch < 2.0: ``(a*h + b) % (2**61 - 1) & (2**32 - 1)`` on uint64 with numpy's
+wrap-around. ``hash_function="xxh32"`` matches ``MinHash(..., hashfunc=xxhash.xxh32_intdigest)``
+and ``"poly32"`` matches ``MinHash(..., hashfunc=minhash.poly_hash32)`` (both faster, not the
+datasketch default).
+
+A shingle is ``n`` consecutive tokens of one field, joined by one space and UTF-8 encoded, where
+tokens are exactly ``transforms.text.tokens(field)``: words for space-delimited scripts and single
+characters for scripts without spaces; a field containing any character of such a script uses
+character n-grams (``char_n``), other fields word n-grams (``word_n``). A field with fewer tokens
+than ``n`` gives one shingle of all its tokens. Shingles never cross field boundaries.
+
+Signatures are computed for a batch of records at once (``shingle_batch``): the tokens of the
+batch are laid out in one buffer and every shingle is a byte span of it; "sha1" and "xxh32" hash
+each span with one C call, "poly32" hashes all spans with a few numpy passes; the permutations
+and the per-record minimum are numpy operations over blocks of shingles. Measured against
+datasketch and rensa in ``bench/results/dedup.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import heapq
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
+from typing import NamedTuple
+
+import numpy as np
+import regex
+
+from transforms.text import NO_SPACE_SCRIPTS
+
+SCHEMES = ("affine32", "legacy")
+HASH_FUNCTIONS = ("sha1", "xxh32", "poly32")
+MAX_HASH = np.uint32(0xFFFFFFFF)  # signature value of an empty shingle set (datasketch's too)
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+_BLOCK_SHINGLES = 8192  # shingles per numpy block: (num_perm x block) uint32 = 4 MB at 128
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens: the same tokens as transforms.text.tokens, several times faster.
+# --------------------------------------------------------------------------------------------
+
+
+class _Tokenizer(NamedTuple):
+    bmp: re.Pattern  # text without characters beyond U+FFFF (nearly all text)
+    full: re.Pattern  # any text
+    bmp_no_space: re.Pattern
+    full_no_space: re.Pattern
+    ascii_table: dict
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer() -> _Tokenizer:
+    """Stdlib-``re`` patterns with exactly text.py's character classes, and an ASCII table.
+
+    ``transforms.text`` uses the ``regex`` module's Unicode properties; its set-difference class
+    costs ~170 ns per character. The same classes, enumerated once over every code point with
+    that very ``regex`` module and compiled into stdlib character sets, tokenise identically
+    (tested) at a fraction of the cost. sre tests a set of BMP characters with one bitmap
+    lookup but scans ranges beyond U+FFFF one by one, so text without such characters gets
+    BMP-only patterns. Built once per process (~0.3 s), cached.
+    """
+    every = "".join(map(chr, range(0x110000)))
+    no_space = [ord(c) for c in regex.findall("[" + NO_SPACE_SCRIPTS + "]", every)]
+    word = [
+        ord(c)
+        for c in regex.findall(r"(?V1)[[\p{L}\p{N}\p{M}]--[" + NO_SPACE_SCRIPTS + "]]", every)
+    ]
+
+    def ranges(codes: list[int]) -> str:
+        parts, start, prev = [], codes[0], codes[0]
+        for code in codes[1:] + [-2]:
+            if code != prev + 1:
+                parts.append(
+                    f"\\U{start:08x}" if start == prev else f"\\U{start:08x}-\\U{prev:08x}"
+                )
+                start = code
+            prev = code
+        return "[" + "".join(parts) + "]"
+
+    def bmp(codes):
+        return ranges([c for c in codes if c < 0x10000])
+
+    def full(codes):
+        return f"(?:{bmp(codes)}|{ranges([c for c in codes if c >= 0x10000])})"
+
+    # ASCII fast path: every ASCII character that is not a word character becomes a space.
+    ascii_table = str.maketrans({i: " " for i in range(128) if i not in set(word)})
+    return _Tokenizer(
+        re.compile(f"{bmp(no_space)}|{bmp(word)}+"),
+        re.compile(f"{full(no_space)}|{full(word)}+"),
+        re.compile(bmp(no_space)),
+        re.compile(full(no_space)),
+        ascii_table,
+    )
+
+
+_ASTRAL = "\U00010000"
+
+
+def tokenize_normalized(norm: str) -> list[str]:
+    """Tokens of already-normalised text: ``tokenize_normalized(normalize_text(t)) == tokens(t)``."""
+    tok = _tokenizer()
+    if norm.isascii():
+        return norm.translate(tok.ascii_table).split()
+    return (tok.bmp if max(norm) < _ASTRAL else tok.full).findall(norm)
+
+
+def has_no_space_script_normalized(norm: str) -> bool:
+    """Same answer as ``text.has_no_space_script`` (ASCII answered without a search)."""
+    if norm.isascii():
+        return False
+    tok = _tokenizer()
+    return (tok.bmp_no_space if max(norm) < _ASTRAL else tok.full_no_space).search(norm) is not None
+
+
+def field_text(value) -> str:
+    """The text of one record field: strings as they are, lists joined by newlines.
+
+    Lists of dicts (``messages``, examples) contribute their string values in key order.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "\n".join(field_text(v) for v in value.values() if v is not None)
+    if isinstance(value, (list, tuple)):
+        return "\n".join(field_text(v) for v in value)
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Shingles
+# --------------------------------------------------------------------------------------------
+
+
+def field_shingle_size(norm: str, word_n: int, char_n: int) -> int:
+    """Character n-grams for a field with any no-space-script character, word n-grams otherwise."""
+    return char_n if has_no_space_script_normalized(norm) else word_n
+
+
+def shingle_set(normalized_fields: Sequence[str], word_n: int, char_n: int) -> set[bytes]:
+    """The shingle set of one record (plain Python; the reference for the batched kernel)."""
+    out: set[bytes] = set()
+    for norm in normalized_fields:
+        toks = tokenize_normalized(norm)
+        if not toks:
+            continue
+        n = field_shingle_size(norm, word_n, char_n)
+        if len(toks) < n:
+            out.add(" ".join(toks).encode("utf-8"))
+        else:
+            out.update(" ".join(toks[i : i + n]).encode("utf-8") for i in range(len(toks) - n + 1))
+    return out
+
+
+class ShingleBatch(NamedTuple):
+    """Shingles of a batch of records as byte spans of one buffer (no per-shingle objects).
+
+    Shingle ``j`` is ``buf[starts[j]:ends[j]]``; record ``i`` owns shingles
+    ``offsets[i]:offsets[i+1]``.
+    """
+
+    buf: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+    offsets: np.ndarray
+
+    def shingles(self) -> list[bytes]:
+        return list(map(self.buf.__getitem__, map(slice, self.starts.tolist(), self.ends.tolist())))
+
+
+def shingle_batch(records: Sequence[Sequence[str]], word_n: int, char_n: int) -> ShingleBatch:
+    """Shingles of many records (``records[i]``: the normalised field texts of record ``i``)."""
+    return shingle_batch_from_tokens(
+        [
+            [
+                (toks, field_shingle_size(norm, word_n, char_n))
+                for norm in fields
+                if (toks := tokenize_normalized(norm))
+            ]
+            for fields in records
+        ]
+    )
+
+
+def shingle_batch_from_tokens(records: Sequence[Sequence[tuple[list[str], int]]]) -> ShingleBatch:
+    """Shingles of records given as, per field, (tokens, shingle size).
+
+    All tokens of the batch are laid out in one buffer, separated by spaces (between tokens)
+    and newlines (between fields) — neither can be part of a token — so every shingle is a
+    byte span of that buffer. A record's shingles may repeat (a multiset); MinHash does not care.
+    """
+    streams: list[str] = []
+    field_tokens: list[int] = []  # tokens per non-empty field
+    field_n: list[int] = []  # shingle size per non-empty field
+    record_fields = np.zeros(len(records) + 1, dtype=np.int64)  # non-empty fields per record
+    for i, fields in enumerate(records):
+        for toks, n in fields:
+            if toks:
+                streams.append(" ".join(toks))
+                field_tokens.append(len(toks))
+                field_n.append(n)
+                record_fields[i + 1] += 1
+    if not streams:
+        empty = np.zeros(0, dtype=np.int64)
+        return ShingleBatch(b"", empty, empty, np.zeros(len(records) + 1, dtype=np.int64))
+    buf = "\n".join(streams).encode("utf-8")
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    seps = np.flatnonzero((raw == 32) | (raw == 10))
+    tok_start = np.concatenate(([0], seps + 1))
+    tok_end = np.concatenate((seps, [len(buf)]))
+
+    m = np.asarray(field_tokens, dtype=np.int64)
+    n = np.minimum(np.asarray(field_n, dtype=np.int64), m)  # short field: one shingle of all
+    windows = m - n + 1  # shingles per field
+    first_token = np.concatenate(([0], np.cumsum(m)[:-1]))
+    # Shingle k of field f spans tokens first_token[f] + k ... first_token[f] + k + n[f] - 1.
+    field_of = np.repeat(np.arange(len(m)), windows)
+    k = np.arange(int(windows.sum())) - np.repeat(np.cumsum(windows) - windows, windows)
+    start_tok = first_token[field_of] + k
+    end_tok = start_tok + n[field_of] - 1
+    field_bounds = np.concatenate(([0], np.cumsum(windows)))
+    offsets = field_bounds[np.cumsum(record_fields)]
+    return ShingleBatch(buf, tok_start[start_tok], tok_end[end_tok], offsets)
+
+
+def batch_shingles(
+    records: Sequence[Sequence[str]], word_n: int, char_n: int
+) -> tuple[list[bytes], np.ndarray]:
+    """Shingles of many records as one flat list of bytes, and record offsets (length n+1)."""
+    batch = shingle_batch(records, word_n, char_n)
+    return batch.shingles(), batch.offsets
+
+
+# --------------------------------------------------------------------------------------------
+# Hashing and signatures
+# --------------------------------------------------------------------------------------------
+
+
+# "poly32": a 64-bit polynomial hash of the bytes (odd multiplier, mod 2^64) with the length
+# mixed in, MurmurHash3's fmix64 finalizer, low 32 bits. Not cryptographic, like xxh32; unlike
+# any per-shingle function it is computed for every span of a batch buffer at once with numpy
+# prefix sums, so no Python call per shingle. ``poly_hash32`` is the plain-Python definition,
+# usable as ``datasketch.MinHash(hashfunc=poly_hash32)`` to check a signature.
+_M64 = (1 << 64) - 1
+_POLY = 0x9E3779B97F4A7C15
+_POLY_INV = pow(_POLY, -1, 1 << 64)
+_LEN_MIX = 0xC2B2AE3D27D4EB4F
+
+
+def _fmix64_int(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & _M64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & _M64
+    return h ^ (h >> 33)
+
+
+def poly_hash32(data: bytes) -> int:
+    """The "poly32" hash of one shingle (reference implementation, for datasketch's hashfunc)."""
+    h = 0
+    for byte in data:
+        h = (h * _POLY + byte) & _M64
+    return _fmix64_int((h + len(data) * _LEN_MIX) & _M64) & 0xFFFFFFFF
+
+
+@functools.lru_cache(maxsize=8)
+def _poly_powers(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P^i, P^-i) mod 2^64 for i < size (size rounded up to a power of two by the caller)."""
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(size, _POLY, dtype=np.uint64))
+        inverse = np.cumprod(np.full(size, _POLY_INV, dtype=np.uint64))
+    return (
+        np.concatenate(([np.uint64(1)], powers[:-1])),
+        np.concatenate(([np.uint64(1)], inverse[:-1])),
+    )
+
+
+def poly_hash32_spans(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``poly_hash32`` of every ``buf[starts[j]:ends[j]]``, vectorised (a few numpy passes)."""
+    if len(starts) == 0:
+        return np.zeros(0, dtype=np.uint32)
+    size = 1 << max(10, (len(buf) - 1).bit_length())
+    powers, inverse = _poly_powers(size)
+    raw = np.frombuffer(buf, dtype=np.uint8).astype(np.uint64)
+    # prefix[k] = sum_{i<k} b_i P^-i, so sum_{s<=i<e} b_i P^(e-1-i) = (prefix[e]-prefix[s]) P^(e-1)
+    prefix = np.zeros(len(buf) + 1, dtype=np.uint64)
+    np.cumsum(raw * inverse[: len(buf)], out=prefix[1:])
+    h = (prefix[ends] - prefix[starts]) * powers[ends - 1]
+    h += (ends - starts).astype(np.uint64) * np.uint64(_LEN_MIX)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h.astype(np.uint32)
+
+
+def hash_shingles(shingles: Sequence[bytes], hash_function: str = "sha1") -> np.ndarray:
+    """32-bit hash of every shingle: datasketch's ``sha1_hash32``, ``xxh32`` or ``poly32``."""
+    if hash_function == "poly32":
+        buf = b"".join(shingles)
+        ends = np.cumsum([len(x) for x in shingles], dtype=np.int64)
+        return poly_hash32_spans(buf, ends - [len(x) for x in shingles], ends)
+    if hash_function == "sha1":
+        # Instruction data repeats itself (templates, shared definitions): when a batch holds
+        # many repeated shingles, hash each distinct one once (all C-level set/dict/map work).
+        distinct = set(shingles)
+        if len(distinct) < 0.8 * len(shingles):
+            unique = list(distinct)
+            table = dict(zip(unique, _sha1_32(unique).tolist()))
+            return np.fromiter(map(table.__getitem__, shingles), np.uint32, len(shingles))
+        return _sha1_32(shingles)
+    if hash_function == "xxh32":
+        import xxhash  # optional dependency, only for the fast non-default hash
+
+        return np.fromiter(
+            map(xxhash.xxh32_intdigest, shingles), dtype=np.uint32, count=len(shingles)
+        )
+    raise ValueError(f"unknown hash_function {hash_function!r}; expected one of {HASH_FUNCTIONS}")
+
+
+def _sha1_32(shingles: Sequence[bytes]) -> np.ndarray:
+    """datasketch's ``sha1_hash32``: the first four bytes of SHA-1, little-endian."""
+    # Copying one fresh context is ~25% cheaper than constructing one per shingle.
+    copy = hashlib.sha1().copy
+    digests = []
+    append = digests.append
+    for shingle in shingles:
+        h = copy()
+        h.update(shingle)
+        append(h.digest())
+    return np.frombuffer(b"".join(digests), dtype="<u4").reshape(-1, 5)[:, 0].astype(np.uint32)
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer (datasketch pre-mixes input hashes with it in affine32)."""
+    h = h ^ (h >> np.uint32(16))
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
+
+
+class MinHasher:
+    """Permutations for one (num_perm, seed, scheme, hash function); cheap to build, reusable.
+
+    Build it once per worker (``DoFn.setup``): only the four plain parameters cross the
+    pickling boundary.
+    """
+
+    def __init__(
+        self,
+        num_perm: int = 128,
+        seed: int = 1,
+        *,
+        scheme: str = "affine32",
+        hash_function: str = "sha1",
+    ):
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; expected one of {SCHEMES}")
+        if hash_function not in HASH_FUNCTIONS:
+            raise ValueError(f"unknown hash_function {hash_function!r}")
+        self.num_perm, self.seed = num_perm, seed
+        self.scheme, self.hash_function = scheme, hash_function
+        gen = np.random.RandomState(seed)
+        if scheme == "legacy":
+            # datasketch < 2.0 draws (a, b) per permutation, interleaved.
+            pairs = [
+                (
+                    gen.randint(1, _MERSENNE, dtype=np.uint64),
+                    gen.randint(0, _MERSENNE, dtype=np.uint64),
+                )
+                for _ in range(num_perm)
+            ]
+            a, b = np.array(pairs, dtype=np.uint64).T
+        else:
+            a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+            b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+        self.a = np.ascontiguousarray(a)[:, None]  # (num_perm, 1): blocks are perm-major
+        self.b = np.ascontiguousarray(b)[:, None]
+
+    def signatures_from_hashes(self, hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """(records, num_perm) uint32 signatures; ``offsets`` delimit each record's hashes.
+
+        A record without shingles gets ``MAX_HASH`` everywhere, as an empty datasketch MinHash.
+        """
+        n_records = len(offsets) - 1
+        out = np.full((self.num_perm, n_records), MAX_HASH, dtype=np.uint32)
+        counts = np.diff(offsets)
+        nonempty = np.flatnonzero(counts > 0)
+        if len(nonempty) == 0:
+            return out.T.copy()
+        if self.scheme == "legacy":
+            hv = hashes.astype(np.uint64)
+        else:
+            hv = _fmix32(hashes.astype(np.uint32))
+        starts = offsets[nonempty]
+        ends = offsets[nonempty + 1]
+        i = 0
+        while i < len(nonempty):
+            # a block of whole records holding about _BLOCK_SHINGLES shingles (at least one record)
+            j = int(np.searchsorted(ends, starts[i] + _BLOCK_SHINGLES, side="right"))
+            j = max(j, i + 1)
+            lo, hi = int(starts[i]), int(ends[j - 1])
+            block = self._permute(hv[lo:hi])
+            out[:, nonempty[i:j]] = np.minimum.reduceat(block, starts[i:j] - lo, axis=1)
+            i = j
+        return out.T.copy()
+
+    def _permute(self, hv: np.ndarray) -> np.ndarray:
+        """(num_perm, len(hv)) permuted hash values, uint32."""
+        if self.scheme == "legacy":
+            x = self.a * hv[None, :]  # uint64, wraps like numpy does in datasketch
+            x += self.b
+            # x % (2^61 - 1) without division: x = hi * 2^61 + lo and 2^61 = 1 (mod p).
+            y = x >> np.uint64(61)
+            x &= _MERSENNE
+            x += y  # < 2p: one conditional subtraction left, done branch-free below
+            np.minimum(x, x - _MERSENNE, out=x)  # x - p wraps to a huge value when x < p
+            return x.astype(np.uint32)  # the low 32 bits: datasketch's & (2**32 - 1)
+        x = self.a * hv[None, :]
+        x += self.b
+        return x
+
+    def signatures(self, shingles: Sequence[bytes], offsets: np.ndarray) -> np.ndarray:
+        """Signatures of records given as flat shingles + offsets (see ``batch_shingles``)."""
+        return self.signatures_from_hashes(hash_shingles(shingles, self.hash_function), offsets)
+
+    def batch_signatures(self, batch: ShingleBatch) -> np.ndarray:
+        """Signatures of a ``shingle_batch``; "poly32" never materialises a shingle."""
+        if self.hash_function == "poly32":
+            hashes = poly_hash32_spans(batch.buf, batch.starts, batch.ends)
+        else:
+            hashes = hash_shingles(batch.shingles(), self.hash_function)
+        return self.signatures_from_hashes(hashes, batch.offsets)
+
+    def signature(self, shingles: Iterable[bytes]) -> np.ndarray:
+        """Signature of one shingle set (convenience; batches are much faster)."""
+        shingles = list(shingles)
+        return self.signatures(shingles, np.array([0, len(shingles)]))[0]
+
+
+# --------------------------------------------------------------------------------------------
+# LSH banding
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _gauss_legendre() -> tuple[np.ndarray, np.ndarray]:
+    # 64 points: exact for polynomials of degree <= 127; the band probability curves are
+    # polynomials of degree b*r <= num_perm (beyond 128 permutations: accurate to ~1e-15).
+    return np.polynomial.legendre.leggauss(64)
+
+
+def _integrate(values_at, lo: float, hi: float) -> np.ndarray:
+    """Integrals over [lo, hi] of the curves ``values_at(s)`` (rows) by Gauss-Legendre."""
+    x, w = _gauss_legendre()
+    s = 0.5 * (hi - lo) * x + 0.5 * (hi + lo)
+    return 0.5 * (hi - lo) * (values_at(s) @ w)
+
+
+@functools.lru_cache(maxsize=64)
+def optimal_param(
+    threshold: float,
+    num_perm: int,
+    false_positive_weight: float = 0.5,
+    false_negative_weight: float = 0.5,
+) -> tuple[int, int]:
+    """(bands, rows) minimising the weighted false positive + false negative probability mass.
+
+    The same grid search and weighting as ``datasketch.MinHashLSH`` (its ``_optimal_param``);
+    tested equal for thresholds 0.3-0.95 and 64-256 permutations.
+    """
+    best, opt = float("inf"), (0, 0)
+    for b in range(1, num_perm + 1):
+        r = np.arange(1, num_perm // b + 1, dtype=np.float64)[:, None]
+        fp = _integrate(lambda s, r=r, b=b: 1 - (1 - s**r) ** b, 0.0, threshold)
+        fn = _integrate(lambda s, r=r, b=b: (1 - s**r) ** b, threshold, 1.0)
+        error = fp * false_positive_weight + fn * false_negative_weight
+        i = int(np.argmin(error))  # first minimum, as datasketch's strict "<" keeps the first
+        if error[i] < best:
+            best, opt = float(error[i]), (b, i + 1)
+    return opt
+
+
+_BAND_PRIME = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime
+_BAND_BASIS = np.uint64(0xCBF29CE484222325)
+
+
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(records, bands) int64 keys: band ``i`` of a signature hashed with its band index.
+
+    Two records share key ``[i]`` when their values ``i*rows .. (i+1)*rows-1`` are equal (up to
+    a 2^-64 collision, harmless: every candidate is verified). The function is fixed: stored
+    band keys stay valid for the nightly refresh as long as the config fingerprint is unchanged.
+    """
+    n = signatures.shape[0]
+    sig = signatures[:, : bands * rows].astype(np.uint64).reshape(n, bands, rows)
+    h = np.full((n, bands), _BAND_BASIS, dtype=np.uint64) ^ np.arange(bands, dtype=np.uint64)
+    for j in range(rows):
+        h ^= sig[:, :, j]
+        h *= _BAND_PRIME
+    h ^= h >> np.uint64(31)  # fold the high bits down: FNV's low bits mix poorly
+    return h.view(np.int64)
+
+
+def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray | float:
+    """Fraction of equal signature values: ``datasketch.MinHash.jaccard`` (broadcasts)."""
+    eq = np.asarray(sig_a) == np.asarray(sig_b)
+    return eq.mean(axis=-1)
+
+
+def jaccard(a: set, b: set) -> float:
+    """Exact Jaccard of two sets (1.0 for two empty sets)."""
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def signature_to_bytes(signature: np.ndarray) -> bytes:
+    """Little-endian uint32 bytes: the form signatures cross Beam and land in Parquet."""
+    return np.ascontiguousarray(signature, dtype="<u4").tobytes()
+
+
+def signature_from_bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<u4")
+
+
+# --------------------------------------------------------------------------------------------
+# Verification of LSH candidates
+# --------------------------------------------------------------------------------------------
+
+
+def min_equal_slots(threshold: float, num_perm: int) -> int:
+    """Fewest equal signature values whose fraction reaches ``threshold`` (integer test)."""
+    return max(1, math.ceil(threshold * num_perm - 1e-9))
+
+
+def bucket_edges(
+    members: Iterable[tuple], max_hubs: int, min_equal: int, *, chunk: int = 1024
+) -> Iterator[tuple]:
+    """Verified edges ``(hub, member, estimated Jaccard)`` of one LSH bucket, ``hub < member``.
+
+    ``members`` is a re-iterable of ``(node, signature bytes)`` with distinct, ordered nodes
+    (Beam's GroupByKey values are re-iterable). Every member is compared with the bucket's
+    ``max_hubs`` smallest nodes (its best-ranked records), so a bucket of ``n`` members costs
+    ``O(n * max_hubs)`` comparisons and holds ``max_hubs`` signatures plus one chunk in memory;
+    a bucket of at most ``max_hubs`` members is compared all-pairs. A pair is an edge when at
+    least ``min_equal`` signature values are equal (estimated Jaccard >= threshold).
+    """
+    if iter(members) is members:  # a one-shot iterator: the second pass needs it again
+        members = list(members)
+    hubs = heapq.nsmallest(max_hubs, members, key=itemgetter(0))
+    if len(hubs) < 2:
+        return
+    num_perm = len(hubs[0][1]) // 4
+    hub_sigs = np.stack([np.frombuffer(sig, dtype="<u4") for _, sig in hubs])
+    equal = (hub_sigs[:, None, :] == hub_sigs[None, :, :]).sum(axis=2)
+    for i, j in zip(*np.nonzero(np.triu(equal >= min_equal, k=1))):
+        yield hubs[i][0], hubs[j][0], float(equal[i, j]) / num_perm
+    if len(hubs) < max_hubs:
+        return
+    last_hub = hubs[-1][0]
+
+    def flush(batch):
+        sigs = np.frombuffer(b"".join(sig for _, sig in batch), dtype="<u4").reshape(len(batch), -1)
+        eq = (sigs[:, None, :] == hub_sigs[None, :, :]).sum(axis=2)
+        for m, h in zip(*np.nonzero(eq >= min_equal)):
+            yield hubs[h][0], batch[m][0], float(eq[m, h]) / num_perm
+
+    batch = []
+    for member in members:
+        if member[0] > last_hub:
+            batch.append(member)
+            if len(batch) >= chunk:
+                yield from flush(batch)
+                batch = []
+    if batch:
+        yield from flush(batch)
