@@ -15,6 +15,7 @@ import json
 import typing
 
 import yaml
+from apache_beam.io.filesystems import FileSystems
 
 from transforms.text import stable_hash
 
@@ -141,8 +142,8 @@ def load_config(path: str | None) -> RunConfig:
     if path is None:
         return build_config({})
     try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as error:
+        with FileSystems.open(path) as handle:  # local, gs://, s3:// alike
+            raw = yaml.safe_load(handle.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: {error}") from error
     return build_config(raw, origin=path)
