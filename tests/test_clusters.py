@@ -67,29 +67,36 @@ def test_node_shard_is_stable_and_in_range():
 
 
 def _run_beam(edge_sets, max_rounds):
+    """All graphs through one ConnectedComponents (nodes tagged by graph, so disjoint)."""
+    edges = [((g, u), (g, v)) for g, es in enumerate(edge_sets) for u, v in es]
+    expected = sorted(clusters.union_find_components(edges).items())
     with BeamTestPipeline(runner="FnApiRunner") as p:
-        for i, edges in enumerate(edge_sets):
-            expected = sorted(clusters.union_find_components(edges).items())
-            got = (
-                p
-                | f"Edges{i}" >> beam.Create(edges or [(0, 0)])
-                | f"CC{i}" >> clusters.ConnectedComponents(max_rounds=max_rounds, num_shards=3)
-            )
-            assert_that(got, equal_to(expected), label=f"Check{i}")
+        got = (
+            p
+            | beam.Create(edges)
+            | clusters.ConnectedComponents(max_rounds=max_rounds, num_shards=3)
+        )
+        assert_that(got, equal_to(expected))
 
 
-@settings(max_examples=2, deadline=None)
-@given(st.lists(edges_strategy, min_size=4, max_size=4))
-def test_beam_components_equal_union_find(edge_sets):
-    # Four random graphs per pipeline run (a run costs seconds, an edge nothing). Random graphs
-    # of <= 41 nodes need <= 5 rounds (3,000 tried with star_components), so 6 converge.
-    _run_beam(edge_sets, max_rounds=6)
-
-
-def test_beam_components_on_tuple_nodes_and_a_long_chain():
+def test_beam_components_equal_union_find():
+    """One pipeline run (a run costs seconds, an edge nothing) over many graphs: random ones
+    (seeded), a 300-node chain of rank-key tuples, a star, and a mix."""
+    rng = random.Random(11)
+    graphs = [
+        [(rng.randint(0, n), rng.randint(0, n)) for _ in range(rng.randint(1, 80))]
+        for n in (5, 12, 25, 40, 40, 40)
+    ]
     chain = [
         ((0, f"id{i:03d}", "f", i, i * 7919), (0, f"id{i + 1:03d}", "f", i + 1, (i + 1) * 7919))
         for i in range(300)
     ]
     star = [((1, "hub", "g", 0, 1), (1, f"leaf{i}", "g", i, i)) for i in range(1, 50)]
-    _run_beam([chain, star, chain[:5] + star[:5]], max_rounds=12)
+    _run_beam([*graphs, chain, star, chain[:5] + star[:5]], max_rounds=12)
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.lists(edges_strategy, min_size=1, max_size=8))
+def test_beam_components_equal_union_find_on_random_graphs(edge_sets):
+    # random graphs of <= 41 nodes need <= 5 rounds (3,000 tried with star_components)
+    _run_beam(edge_sets, max_rounds=6)
