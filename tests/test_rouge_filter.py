@@ -133,7 +133,7 @@ def test_decisions_audit_rows_task_reports_and_options():
     """Three configurations on one input: the default, drop tasks + unicode, with input."""
 
     def check(outputs):
-        out, drop, with_input = outputs
+        out, drop, with_input, lsh = outputs
         # Default: r2 collides only with the *dropped* r1 and is kept; r3 has r0's tokens.
         kept = ["r0", "r2", "r4", "r5", "r6", "a0", "a1", "a2", "b0", "b1", "c0"]
         assert_that(_ids(out["kept"], "KeptIds"), equal_to(kept), label="Kept")
@@ -192,25 +192,51 @@ def test_decisions_audit_rows_task_reports_and_options():
             equal_to(["r1", "r3"]),
             label="InputRemoved",
         )
+        # MinHash LSH candidates instead of prefix keys: same decisions here.
+        assert_that(_ids(lsh["kept"], "LshKeptIds"), equal_to(kept), label="LshKept")
 
     assert _f1(POEM, POEM_SKY) > 0.7 and _f1(POEM_SKY, NIGHT) > 0.7 and _f1(POEM, NIGHT) <= 0.7
     configs = [
         RougeConfig(**SMALL),
         RougeConfig(drop_near_duplicate_tasks=True, tokenizer="unicode", **SMALL),
         RougeConfig(instruction_fields=("definition", "input"), **SMALL),
+        RougeConfig(candidates="lsh", **SMALL),
     ]
     counters = _run(RECORDS, configs, check=check)
     n = len(RECORDS)
-    assert counters["records"] == 3 * n
+    assert counters["records"] == 4 * n
     removed = sum(v for k, v in counters.items() if k.startswith("removed:"))
-    assert counters["kept"] + removed == 3 * n  # every record ends kept or removed, per filter
-    assert counters["removed:rouge_l"] == 3
-    assert counters["removed:identical_instruction"] == 1 + 2 + 1
+    assert counters["kept"] + removed == 4 * n  # every record ends kept or removed, per filter
+    assert counters["removed:rouge_l"] == 4
+    assert counters["removed:identical_instruction"] == 1 + 2 + 1 + 1
     assert counters["removed:near_duplicate_task"] == 2
-    assert counters["kept:empty_tokens"] == 3 + 1 + 3  # Chinese and empty; unicode: empty only
+    assert counters["kept:empty_tokens"] == 3 + 1 + 3 + 3  # Chinese, empty; unicode: empty only
     # default: 1 report; drop: 1 (action "dropped"); with the input, a task unit is one
-    # instance: a1, a2 (vs a0, same task) and b0, b1 (vs a0) are reported.
-    assert counters["tasks:near_duplicate"] == 1 + 1 + 4
+    # instance: a1, a2 (vs a0, same task) and b0, b1 (vs a0) are reported; lsh: 1.
+    assert counters["tasks:near_duplicate"] == 1 + 1 + 4 + 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"threshold": 1.0},
+        {"tokenizer": "nltk"},
+        {"instruction_fields": "definition"},
+        {"instruction_fields": ()},
+        {"candidates": "simhash"},
+        {"num_partitions": 0},
+        {"lsh_max_miss": 0.0},
+    ],
+)
+def test_config_is_validated_when_built(bad):
+    with pytest.raises((ValueError, TypeError)):
+        RougeConfig(**bad)
+
+
+def test_config_fingerprint_is_stable_and_sensitive():
+    assert RougeConfig().fingerprint() == RougeConfig().fingerprint()
+    assert RougeConfig().fingerprint() != RougeConfig(threshold=0.75).fingerprint()
+    assert RougeConfig(task_sources=["sni"]).task_sources == ("sni",)
 
 
 def test_multi_process_runner_matches_the_rouge_score_reference():

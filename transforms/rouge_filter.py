@@ -216,29 +216,19 @@ def _first(a: tuple, b: tuple) -> tuple:
     return a if (a[0], a[1] or "") <= (b[0], b[1] or "") else b
 
 
-class _FirstOfUnitFn(beam.CombineFn):
-    """(info tuple, tokens) of a unit's records → the first record's, with the record count."""
-
-    def create_accumulator(self):
-        return None
-
-    def add_input(self, acc, value):
-        info, tokens = value
-        if acc is None:
-            return (info, tokens, 1)
-        return (_first(info, acc[0]), tokens, acc[2] + 1)
-
-    def merge_accumulators(self, accs):
-        out = None
-        for acc in accs:
-            if acc is None:
-                continue
-            out = acc if out is None else (_first(acc[0], out[0]), out[1], out[2] + acc[2])
-        return out
-
-    def extract_output(self, acc):
-        info, tokens, count = acc
-        return tuple(UnitInfo(*info)._replace(records=count)), tokens
+def _first_of_unit(element):
+    """(unit id, [(info tuple, tokens)] of its records) → (unit id, (first info with the record
+    count, tokens)). A GroupByKey, not a CombinePerKey: units are mostly single records, so
+    combiner lifting saves nothing and costs ~30% more (measured)."""
+    node, values = element
+    best, tokens, count = None, None, 0
+    for info, toks in values:
+        count += 1
+        if best is None:
+            best, tokens = info, toks
+        else:
+            best = _first(info, best)
+    return node, (tuple(UnitInfo(*best)._replace(records=count)), tokens)
 
 
 def _copied_unit(element):
@@ -740,7 +730,11 @@ class RougeFilter(beam.PTransform):
         prepared = records | "Prepare" >> beam.ParDo(_PrepareFn(cfg)).with_outputs(
             _EMPTY, _UNITS, main="keyed"
         )
-        units = prepared[_UNITS] | "FirstOfUnit" >> beam.CombinePerKey(_FirstOfUnitFn())
+        units = (
+            prepared[_UNITS]
+            | "GroupUnits" >> beam.GroupByKey()
+            | "FirstOfUnit" >> beam.Map(_first_of_unit)
+        )
         # Output: UnitBatch (numpy arrays of a batch of units), (partition, [(id, info tuple)])
         hashed = (
             units
