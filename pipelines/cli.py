@@ -3,6 +3,7 @@
     instructmix run --input PATH_OR_GLOB... --output OUT [--config recipe.yaml] [-- beam args]
     instructmix demo [--output DIR] [--scale N] [-- beam args]
     instructmix audit PARQUET_OR_OUT_DIR [--output DIR] [-- beam args]
+    instructmix refresh --input RAW... --state STATE --publish PUB [--config …] [-- beam args]
 
 Errors the user can fix (a bad config, an input that matches nothing, an unreadable file,
 records that do not reconcile) are printed as one clear message, not a traceback.
@@ -18,10 +19,15 @@ import sys
 from pipelines.audit import AuditInputError
 from pipelines.config import ConfigError
 from pipelines.inputs import InputError
+from pipelines.lock import LockedError
+from pipelines.refresh_errors import PublishRefusedError
 from transforms.accounting import ReconciliationError
 from transforms.ingest import UnreadableInputError
 
-USER_ERRORS = (ConfigError, InputError, ReconciliationError, AuditInputError)
+USER_ERRORS = (
+    ConfigError, InputError, ReconciliationError, AuditInputError, LockedError,
+    PublishRefusedError,
+)
 # Errors raised inside workers reach the driver wrapped by the runner; find ours by name.
 _WORKER_ERROR = re.compile(r"(UnreadableInputError|ReconciliationError): ([^\n]+)")
 
@@ -46,13 +52,19 @@ def _run(argv: list[str]) -> dict:
     return run.run(argv)
 
 
+def _refresh(argv: list[str]) -> dict:
+    from pipelines import refresh
+
+    return refresh.refresh(argv)
+
+
 def _audit(argv: list[str]) -> dict:
     from pipelines import audit
 
     return audit.main(argv)
 
 
-COMMANDS = {"run": _run, "demo": _demo, "audit": _audit}
+COMMANDS = {"run": _run, "demo": _demo, "audit": _audit, "refresh": _refresh}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"instructmix {command}: error: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # noqa: BLE001 - a worker error, maybe wrapped by the runner
+    except Exception as error:
         if isinstance(error, UnreadableInputError):
             message = str(error)
         else:

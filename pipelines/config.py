@@ -26,6 +26,7 @@ SECTIONS = {
     "dedup": "transforms.dedup_config:DedupConfig",
     "rouge": "transforms.rouge_config:RougeConfig",
     "leakage": "transforms.leakage_config:LeakageConfig",
+    "publish": "pipelines.publish_config:PublishConfig",
 }
 # The mixture section is a recipe: ``{preset: lecture}`` plus any overrides of its keys.
 MIXTURE = "mixture"

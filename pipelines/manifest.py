@@ -64,14 +64,22 @@ def _totals(ledger: dict) -> dict[str, int]:
 
 def finish(
     *, output: str, inputs: tuple[str, ...], config: RunConfig, runner: dict, seconds: float,
-    extra: dict | None = None,
+    extra: dict | None = None, corpus_ledger: str = "fates",
 ) -> dict:
-    """Reconcile the run's ledger and write its manifest; raises if records went missing."""
+    """Reconcile the run's ledger and write its manifest; raises if records went missing.
+
+    The mixture is reconciled against the ``corpus`` fates of ``_ledger/<corpus_ledger>`` (a
+    refresh's corpus holds earlier nights' records too, so it has its own ledger)."""
     files = read_parquet_dir(join(output, "_ledger", "files"), FILES_SCHEMA).to_pylist()
     fates = read_parquet_dir(join(output, "_ledger", "fates"), accounting.FATES_SCHEMA)
     ledger = accounting.reconcile(files, fates.to_pylist())
     mixture_fates = read_parquet_dir(join(output, "_ledger", "mixture_fates"), accounting.FATES_SCHEMA)
-    mixture_ledger = accounting.reconcile_mixture(fates.to_pylist(), mixture_fates.to_pylist())
+    corpus_fates = fates if corpus_ledger == "fates" else read_parquet_dir(
+        join(output, "_ledger", corpus_ledger), accounting.FATES_SCHEMA
+    )
+    mixture_ledger = accounting.reconcile_mixture(
+        corpus_fates.to_pylist(), mixture_fates.to_pylist()
+    )
     stats = read_parquet_dir(join(output, "_ledger", "mixture_stats")).to_pylist()
     manifest = {
         "instructmix_version": pipelines.__version__,

@@ -21,18 +21,19 @@ from pipelines import manifest as manifest_lib
 from pipelines.config import RunConfig, load_config
 from pipelines.options import pipeline_options, runner_description
 from transforms import accounting
-from transforms.ingest import FILES_SCHEMA, ReadInputs
-from transforms.leakage import LeakageAudit
-from transforms.normalize import Normalize
-from transforms.parquet_io import WriteParquet, join
 from transforms.dedup import BAND_STATE_SCHEMA, EXACT_STATE_SCHEMA, Deduplicate
 from transforms.formats import load_template_sets
+from transforms.ingest import FILES_SCHEMA, ReadInputs
 from transforms.langid_stage import (
     AGREEMENT_SCHEMA,
-    FilterLanguages,     IdentifyLanguage,
+    FilterLanguages,
+    IdentifyLanguage,
     LanguageAgreement,
 )
+from transforms.leakage import LeakageAudit
 from transforms.mixture import STATS_SCHEMA, BuildMixture
+from transforms.normalize import Normalize
+from transforms.parquet_io import WriteParquet, join
 from transforms.render import MIXTURE_SCHEMA
 from transforms.rouge_filter import NEAR_DUPLICATE_TASKS_SCHEMA, RougeFilter
 from transforms.schema import CORPUS_SCHEMA, DEAD_LETTER_SCHEMA, REMOVED_SCHEMA
@@ -67,6 +68,29 @@ class RunArgs:
 def build_pipeline(pipeline: beam.Pipeline, args: RunArgs, files: list[str]) -> None:
     """Add the whole batch graph to ``pipeline``."""
     out, config = args.output, args.config
+    identified, fates = read_and_identify(pipeline, args, files)
+    deduplicated = identified | "Deduplicate" >> Deduplicate(config=config.section("dedup"))
+    filtered = deduplicated["kept"] | "RougeFilter" >> RougeFilter(config.section("rouge"))
+    corpus = filtered["kept"]
+    fates["corpus"] = corpus
+    fates["removed:*"] = (deduplicated["removed"], filtered["removed"]) | (
+        "AllRemoved" >> beam.Flatten()
+    )
+    write_dedup_state(deduplicated, join(out, STATE))
+    filtered["near_duplicate_tasks"] | "WriteNearDuplicateTasks" >> WriteParquet(
+        path=join(out, "near_duplicate_tasks"), schema=NEAR_DUPLICATE_TASKS_SCHEMA
+    )
+    write_ledger(fates, join(out, LEDGER, "fates"), "Fates")
+    decontaminated, _ = write_corpus_products(corpus, args, files)
+    write_removed((fates["removed:*"], decontaminated), out)
+
+
+def read_and_identify(pipeline: beam.Pipeline, args: RunArgs, files: list[str]):
+    """Ingest, normalise and identify languages of ``files``; writes the dead letters, the
+    language agreement table and the files ledger under ``args.output``.
+
+    Returns (identified records, fates dict with the dead letters and language-filtered)."""
+    out, config = args.output, args.config
     ingest = (
         pipeline
         | "InputFiles" >> beam.Create(sorted(f for f in files if not is_template_file(f)))
@@ -80,7 +104,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: RunArgs, files: list[str]) -> 
         identified
         | "LanguageAgreement" >> LanguageAgreement()
         | "WriteAgreement"
-        >> WriteParquet(path=join(args.output, LANGUAGE_AGREEMENT), schema=AGREEMENT_SCHEMA)
+        >> WriteParquet(path=join(out, LANGUAGE_AGREEMENT), schema=AGREEMENT_SCHEMA)
     )
     fates = {
         "dead_letter:ingest": ingest["dead_letters"],
@@ -89,46 +113,50 @@ def build_pipeline(pipeline: beam.Pipeline, args: RunArgs, files: list[str]) -> 
     if args.languages:
         split = identified | "FilterLanguages" >> FilterLanguages(args.languages)
         identified, fates["filtered:language"] = split["kept"], split["filtered"]
-    deduplicated = identified | "Deduplicate" >> Deduplicate(config=config.section("dedup"))
-    filtered = deduplicated["kept"] | "RougeFilter" >> RougeFilter(config.section("rouge"))
-    corpus = filtered["kept"]
-    fates["corpus"] = corpus
-    fates["removed:*"] = (deduplicated["removed"], filtered["removed"]) | (
-        "AllRemoved" >> beam.Flatten()
-    )
-    deduplicated["exact_state"] | "WriteExactState" >> WriteParquet(
-        path=join(out, STATE, "exact"), schema=EXACT_STATE_SCHEMA
-    )
-    deduplicated["band_state"] | "WriteBandState" >> WriteParquet(
-        path=join(out, STATE, "bands"), schema=BAND_STATE_SCHEMA
-    )
-    filtered["near_duplicate_tasks"] | "WriteNearDuplicateTasks" >> WriteParquet(
-        path=join(out, "near_duplicate_tasks"), schema=NEAR_DUPLICATE_TASKS_SCHEMA
-    )
-
     dead_letters = (ingest["dead_letters"], normalized["dead_letters"]) | (
         "AllDeadLetters" >> beam.Flatten()
-    )
-    corpus | "WriteCorpus" >> WriteParquet(
-        path=join(out, CORPUS), schema=CORPUS_SCHEMA, partition_by="lang"
     )
     dead_letters | "WriteDeadLetters" >> WriteParquet(
         path=join(out, DEAD_LETTER), schema=DEAD_LETTER_SCHEMA
     )
-    _write_ledger(fates, join(out, LEDGER, "fates"), "Fates")
     ingest["files"] | "WriteFiles" >> WriteParquet(
         path=join(out, LEDGER, "files"), schema=FILES_SCHEMA
     )
-    leakage = corpus | "LeakageAudit" >> LeakageAudit(config.section("leakage"))
-    audit.write_tables(leakage, out)
-    decontaminated = _build_mixture(corpus, args, [f for f in files if is_template_file(f)])
-    (fates["removed:*"], decontaminated) | "AllRemovedRows" >> beam.Flatten() | (
-        "WriteRemoved" >> WriteParquet(path=join(out, REMOVED), schema=REMOVED_SCHEMA,
-                                       partition_by="stage")
+    return identified, fates
+
+
+def write_dedup_state(deduplicated, state: str) -> None:
+    """The exact hashes and band keys of the kept records: what tomorrow's refresh joins."""
+    deduplicated["exact_state"] | "WriteExactState" >> WriteParquet(
+        path=join(state, "exact"), schema=EXACT_STATE_SCHEMA
+    )
+    deduplicated["band_state"] | "WriteBandState" >> WriteParquet(
+        path=join(state, "bands"), schema=BAND_STATE_SCHEMA
     )
 
 
-def _write_ledger(fates: dict, path: str, label: str) -> None:
+def write_corpus_products(corpus, args: RunArgs, files: list[str]):
+    """The corpus (by language), its leakage audit and its mixture, under ``args.output``.
+
+    Output: (the training records removed by decontamination as REMOVED_SCHEMA rows, the
+    mixture rows)."""
+    corpus | "WriteCorpus" >> WriteParquet(
+        path=join(args.output, CORPUS), schema=CORPUS_SCHEMA, partition_by="lang"
+    )
+    leakage = corpus | "LeakageAudit" >> LeakageAudit(args.config.section("leakage"))
+    audit.write_tables(leakage, args.output)
+    return _build_mixture(corpus, args, [f for f in files if is_template_file(f)])
+
+
+def write_removed(removed: tuple, out: str) -> None:
+    """Every removed row of the run, by stage."""
+    removed | "AllRemovedRows" >> beam.Flatten() | (
+        "WriteRemoved"
+        >> WriteParquet(path=join(out, REMOVED), schema=REMOVED_SCHEMA, partition_by="stage")
+    )
+
+
+def write_ledger(fates: dict, path: str, label: str) -> None:
     (
         fates
         | f"Count{label}" >> accounting.CountFates()
@@ -153,16 +181,16 @@ def _build_mixture(corpus, args: RunArgs, template_files: list[str]):
     built["stats"] | "WriteMixtureStats" >> WriteParquet(
         path=join(out, LEDGER, "mixture_stats"), schema=STATS_SCHEMA
     )
-    in_mixture = built["mixture"] | "BaseRows" >> beam.Filter(_is_base_row)
-    _write_ledger(
+    in_mixture = built["mixture"] | "BaseRows" >> beam.Filter(is_base_row)
+    write_ledger(
         {"mixture": in_mixture, "left_out:*": built["left_out"]},
         join(out, LEDGER, "mixture_fates"),
         "MixtureFates",
     )
-    return built["removed"]
+    return built["removed"], built["mixture"]
 
 
-def _is_base_row(row: dict) -> bool:
+def is_base_row(row: dict) -> bool:
     return not row["inverted"]
 
 
