@@ -251,3 +251,31 @@ def test_a_state_built_with_other_dedup_settings_is_refused(tmp_path, shared_dat
                      "--publish", str(tmp_path / "pub"), "--config",
                      str(tmp_path / "config.yaml")])
     assert code == 2
+
+
+# ------------------------------------------------------------------------------------------
+# On the local Flink of the other integration tests
+
+
+@pytest.mark.flink
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_two_nights_on_flink_equal_a_from_scratch_run(shared_data, flink_endpoint, tmp_path):
+    from tests.flink_support import flink_pipeline_args
+
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    argv = ["--state", str(tmp_path / "state"), "--publish", str(tmp_path / "pub"), "--config",
+            str(tmp_path / "config.yaml"), "--quiet", "--", *flink_pipeline_args(flink_endpoint)]
+    for night in (1, 2):
+        night_inputs(shared_data, raw, night)
+        manifest = refresh.refresh(["--input", str(raw), *argv])
+        assert manifest["runner"]["runner"] == "PortableRunner"
+    assert manifest["refresh"]["carried_records"] > 0
+    scratch = tmp_path / "scratch"
+    batch.run(["--input", str(raw), "--output", str(scratch), "--config",
+               str(tmp_path / "config.yaml"), "--quiet", "--", *IN_PROCESS])
+    final = _latest(tmp_path)
+    ours, theirs = read_output(final, "corpus"), read_output(scratch, "corpus")
+    assert ours.select(sorted(ours.column_names)).equals(theirs.select(sorted(theirs.column_names)))
+    assert _mixture_rows(final) == _mixture_rows(scratch)
