@@ -43,3 +43,19 @@ def runner_description(options: PipelineOptions) -> dict:
         described["job_endpoint"] = portable.job_endpoint
         described["environment_type"] = portable.environment_type
     return described
+
+
+def job_runs_later(options: PipelineOptions) -> str | None:
+    """Why the job's outputs will not exist when ``pipeline.run()`` returns, or None.
+
+    ``--dry_run`` builds the job graph and submits nothing; ``--template_location`` stages a
+    classic template to be launched later. Steps after the pipeline (reconciliation, manifest,
+    publication) must not run then: there is nothing to check yet.
+    """
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
+
+    if options.view_as(TestOptions).dry_run:
+        return "a dry run (--dry_run): the job graph was built, nothing ran"
+    if options.view_as(GoogleCloudOptions).template_location:
+        return "a template was staged (--template_location): the job runs when launched"
+    return None

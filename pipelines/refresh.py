@@ -40,9 +40,9 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import atomic, audit, run
 from pipelines import inputs as inputs_lib
 from pipelines import manifest as manifest_lib
-from pipelines.config import load_config
+from pipelines.config import ConfigError, load_config
 from pipelines.lock import DEFAULT_STALE_AFTER, StateLock
-from pipelines.options import pipeline_options, runner_description
+from pipelines.options import job_runs_later, pipeline_options, runner_description
 from pipelines.refresh_errors import PublishRefusedError
 from pipelines.state_log import (
     RUNS,
@@ -335,10 +335,21 @@ def refresh(argv: list[str] | None = None) -> dict:
         args = run.RunArgs(tuple(known.input), out, config, known.languages)
         previous = parquet_files(join(publish, log.last["snapshot"], run.MIXTURE)) if log.last else []
         options = pipeline_options(beam_args)
-        with beam.Pipeline(options=options) as pipeline:
-            build_refresh_pipeline(
-                pipeline, args, night, log, [f for f in files if run.is_template_file(f)], previous
+        later = job_runs_later(options)
+        if later and "dry run" not in later:
+            raise ConfigError(
+                f"refresh cannot publish after {later}: it checks, commits and publishes after "
+                "its job, so it needs a driver that waits (deploy/README.md, Dataflow)"
             )
+        pipeline = beam.Pipeline(options=options)
+        build_refresh_pipeline(
+            pipeline, args, night, log, [f for f in files if run.is_template_file(f)], previous
+        )
+        result = pipeline.run()
+        if later:
+            print(f"instructmix refresh: {later}; nothing committed or published")
+            return {"submitted": True, "reason": later}
+        result.wait_until_finish()
         _crash_point("after_pipeline")
         state_totals = check_carried(out)
         qa = audit.summarize(out, top=10**9)

@@ -412,6 +412,19 @@ def test_refresh_command_line_is_one_the_cli_accepts():
     assert unknown == []
 
 
+def test_retried_pods_of_one_job_share_the_refresh_lock_owner():
+    """pipelines.lock takes a lock over from the same owner: both Jobs name it after the Job."""
+    import inspect
+
+    from pipelines import lock
+
+    for obj in (_object("Job"), _object("CronJob")):
+        env = {e["name"]: e for e in _container(obj).get("env", [])}
+        owner = env["INSTRUCTMIX_LOCK_OWNER"]["valueFrom"]["fieldRef"]["fieldPath"]
+        assert owner == "metadata.labels['job-name']"
+    assert "INSTRUCTMIX_LOCK_OWNER" in inspect.getsource(lock.default_owner)
+
+
 def test_config_map_is_a_valid_run_configuration():
     from pipelines.config import build_config
 
@@ -1241,12 +1254,6 @@ def test_every_pickled_function_loads_on_a_worker_with_only_the_wheel(
     assert ours, f"no DoFn of ours among {report['loaded']}: the check proved nothing"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a flex-template launch only builds and submits the job, but `instructmix run` "
-    "reads the job's outputs right after the pipeline block (manifest, QA summary), before "
-    "the job has run; see deploy/README.md, 'Dataflow: what the driver does after submission'",
-)
 def test_a_flex_template_launch_ends_once_the_job_is_built(flex_main, build_context, tmp_path):
     """Models the launcher: the runner returns without a job to wait for (as with
     --template_location), and the entry point must then exit 0 without touching outputs."""
