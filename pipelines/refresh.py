@@ -306,6 +306,24 @@ def check_leakage(qa: dict, waived: tuple[str, ...]) -> list[str]:
     return [s for s in flagged if not any(fnmatch.fnmatchcase(s, p) for p in waived)]
 
 
+def removed_for_older(snapshot: str, older_files: set[str]) -> dict[str, int]:
+    """Tonight's removed records whose survivor was kept on an earlier night, by stage."""
+    import pyarrow.dataset as ds
+
+    path = join(snapshot, run.REMOVED)
+    if not parquet_files(path):
+        return {}
+    table = ds.dataset(path, format="parquet", partitioning="hive").to_table(
+        columns=["stage", "survivor_source_file"]
+    )
+    counts: dict[str, int] = {}
+    for stage, survivor in zip(*(table.column(c).to_pylist() for c in table.column_names),
+                               strict=True):
+        if survivor in older_files:
+            counts[stage] = counts.get(stage, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def _mixture_changes_summary(snapshot: str) -> dict[str, int]:
     rows = inputs_lib.read_parquet_dir(join(snapshot, run.LEDGER, "mixture_changes")).to_pylist()
     return {row["change"]: row["count"] for row in sorted(rows, key=lambda r: r["change"])}
@@ -364,6 +382,9 @@ def refresh(argv: list[str] | None = None) -> dict:
             "unchanged_files": night.unchanged_files,
             "carried_records": state_totals.get("carried", 0),
             "retired_records": state_totals.get("retired", 0),
+            "removed_as_duplicates_of_older": removed_for_older(
+                out, set(log.files()) - set(night.files)
+            ),
             "mixture_changes": _mixture_changes_summary(out),
             "leakage_unwaived": unwaived,
             "lock_taken_over": lock.took_over,
@@ -418,6 +439,8 @@ def format_night(summary: dict) -> str:
     return (
         f"night {summary['night']} ({summary['run_id']}): {len(summary['new_files'])} new, "
         f"{len(summary['changed_files'])} changed, {summary['unchanged_files']} unchanged files; "
-        f"{summary['carried_records']} records carried, {summary['retired_records']} retired; "
+        f"{summary['carried_records']} records carried, {summary['retired_records']} retired, "
+        f"{sum(summary['removed_as_duplicates_of_older'].values())} removed as duplicates of "
+        "older ones; "
         f"mixture: {changes}; published {summary['snapshot']}"
     )
