@@ -65,14 +65,24 @@ def _totals(ledger: dict) -> dict[str, int]:
 def finish(
     *, output: str, inputs: tuple[str, ...], config: RunConfig, runner: dict, seconds: float,
     extra: dict | None = None, corpus_ledger: str = "fates",
+    produced_ledgers: tuple[str, ...] = (),
 ) -> dict:
     """Reconcile the run's ledger and write its manifest; raises if records went missing.
 
     The mixture is reconciled against the ``corpus`` fates of ``_ledger/<corpus_ledger>`` (a
-    refresh's corpus holds earlier nights' records too, so it has its own ledger)."""
+    refresh's corpus holds earlier nights' records too, so it has its own ledger).
+    ``produced_ledgers`` count records that entered the run without being read from a file
+    tonight (a refresh's reconsidered records): they must end in a fate like the others."""
     files = read_parquet_dir(join(output, "_ledger", "files"), FILES_SCHEMA).to_pylist()
     fates = read_parquet_dir(join(output, "_ledger", "fates"), accounting.FATES_SCHEMA)
-    ledger = accounting.reconcile(files, fates.to_pylist())
+    produced = {f["path"]: dict(f) for f in files}
+    for name in produced_ledgers:
+        for row in read_parquet_dir(join(output, "_ledger", name), accounting.FATES_SCHEMA).to_pylist():
+            entry = produced.setdefault(
+                row["source_file"], {"path": row["source_file"], "records": 0, "dead_letters": 0}
+            )
+            entry["records"] += row["count"]
+    ledger = accounting.reconcile(list(produced.values()), fates.to_pylist())
     mixture_fates = read_parquet_dir(join(output, "_ledger", "mixture_fates"), accounting.FATES_SCHEMA)
     corpus_fates = fates if corpus_ledger == "fates" else read_parquet_dir(
         join(output, "_ledger", corpus_ledger), accounting.FATES_SCHEMA

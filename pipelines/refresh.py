@@ -9,7 +9,8 @@ A night, in order (each step is safe to kill; see "Crash safety" in README):
 2. Fingerprint every input file (SHA-256 of its bytes). Files never read before, and files whose
    content changed, are this night's work; a changed file's earlier records are *retired*.
    Nothing new: nothing to do (and LATEST is made to name the last committed snapshot).
-3. One pipeline: read, normalise and identify only the night's files; deduplicate them among
+3. One pipeline: read, normalise and identify only the night's files (plus records removed on
+   earlier nights as duplicates of a record from a file retired tonight); deduplicate them among
    themselves (``Deduplicate``) and against the kept corpus of earlier nights
    (``DedupAgainstState``: joins on the exact hashes and band keys in STATE); ROUGE-L filter
    them after every earlier kept instruction (order = night, then the configured order: earlier
@@ -45,7 +46,9 @@ from pipelines.lock import DEFAULT_STALE_AFTER, StateLock
 from pipelines.options import job_runs_later, pipeline_options, runner_description
 from pipelines.refresh_errors import PublishRefusedError
 from pipelines.state_log import (
+    REMOVED_RECORDS_SCHEMA,
     RUNS,
+    ReadReconsidered,
     ReadStateRows,
     StateLog,
     parquet_files,
@@ -158,6 +161,14 @@ def build_refresh_pipeline(pipeline, args: run.RunArgs, night: Night, log: State
     run_dir = log.run_dir(night.run_id)
     retiring = set(night.changed_files)
     identified, fates = run.read_and_identify(pipeline, args, night.files)
+    reconsidered = (
+        pipeline
+        | "RemovedRecordFiles" >> beam.Create(log.live_parts("removed_records", set()))
+        | "Reconsidered" >> beam.ParDo(ReadReconsidered(night.changed_files))
+    )
+    run.write_ledger({"reconsidered": reconsidered},
+                     join(snapshot, run.LEDGER, "reconsidered"), "Reconsidered")
+    identified = (identified, reconsidered) | "WithReconsidered" >> beam.Flatten()
     dedup_config = config.section("dedup")
     deduplicated = identified | "Deduplicate" >> Deduplicate(config=dedup_config)
     prior_exact = _read_prior(pipeline, log, "exact", retiring, "Exact")
@@ -197,6 +208,7 @@ def build_refresh_pipeline(pipeline, args: run.RunArgs, night: Night, log: State
         deduplicated["removed"], against["removed"], filtered["removed"]
     ) | "AllRemoved" >> beam.Flatten()
     run.write_ledger(fates, join(snapshot, run.LEDGER, "fates"), "Fates")
+    _write_removed_records(identified, fates["removed:*"], join(run_dir, "removed_records"))
     run.write_ledger(
         {"prior": prior_corpus["rows"], "carried": carried, "retired": prior_corpus["retired"]},
         join(snapshot, run.LEDGER, "state_fates"),
@@ -207,6 +219,29 @@ def build_refresh_pipeline(pipeline, args: run.RunArgs, night: Night, log: State
     decontaminated, mixture = run.write_corpus_products(corpus, args, template_files)
     run.write_removed((fates["removed:*"], decontaminated), snapshot)
     _mixture_changes(pipeline, previous_mixture, mixture, snapshot)
+
+
+def _removed_record(element):
+    """(id, {"record": [record], "survivor": [survivor file]}) → the record with its survivor's
+    file, for each record removed tonight."""
+    _, sides = element
+    for record in sides["record"][:1]:
+        for survivor in sides["survivor"][:1]:
+            yield {**_without_night(record), "survivor_source_file": survivor}
+
+
+def _write_removed_records(records, removed, path: str) -> None:
+    """Full rows of tonight's removed records: they come back if their survivor is retired."""
+    (
+        {
+            "record": records | "RecordsById" >> beam.Map(lambda r: (r["id"], r)),
+            "survivor": removed
+            | "SurvivorFiles" >> beam.Map(lambda r: (r["id"], r["survivor_source_file"])),
+        }
+        | "JoinRemoved" >> beam.CoGroupByKey()
+        | "RemovedRecords" >> beam.FlatMap(_removed_record)
+        | "WriteRemovedRecords" >> WriteParquet(path=path, schema=REMOVED_RECORDS_SCHEMA)
+    )
 
 
 def _mixture_changes(pipeline, previous_files: list[str], mixture, snapshot: str) -> None:
@@ -299,6 +334,10 @@ def check_carried(snapshot: str) -> dict[str, int]:
     return totals
 
 
+def _total(ledger: str) -> int:
+    return sum(_read_counts(ledger).values())
+
+
 def check_leakage(qa: dict, waived: tuple[str, ...]) -> list[str]:
     """Flagged leakage shards not waived by ``publish.waive_leakage`` (fnmatch patterns);
     ``qa`` is ``audit.summarize`` with every flagged shard listed."""
@@ -382,6 +421,7 @@ def refresh(argv: list[str] | None = None) -> dict:
             "unchanged_files": night.unchanged_files,
             "carried_records": state_totals.get("carried", 0),
             "retired_records": state_totals.get("retired", 0),
+            "reconsidered_records": _total(join(out, run.LEDGER, "reconsidered")),
             "removed_as_duplicates_of_older": removed_for_older(
                 out, set(log.files()) - set(night.files)
             ),
@@ -393,7 +433,7 @@ def refresh(argv: list[str] | None = None) -> dict:
             output=out, inputs=args.inputs, config=config,
             runner=runner_description(options), seconds=time.time() - started,
             extra={"qa": audit.qa_section(qa), "refresh": summary},
-            corpus_ledger="corpus_fates",
+            corpus_ledger="corpus_fates", produced_ledgers=("reconsidered",),
         )
         if unwaived:
             raise PublishRefusedError(

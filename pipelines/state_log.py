@@ -5,13 +5,16 @@
     STATE/runs/<run_id>/corpus/      records the night added to the kept corpus
     STATE/runs/<run_id>/exact/       their exact hashes  (transforms.dedup EXACT_STATE_SCHEMA)
     STATE/runs/<run_id>/bands/       their band keys and signatures (BAND_STATE_SCHEMA)
+    STATE/runs/<run_id>/removed_records/  records the night removed, with their survivor's file
 
 A run directory counts only once ``log.json`` names it: a run killed before that leaves a
 directory nobody reads, removed by the next refresh. Each run's entry lists the input files it
 read (path → content fingerprint) and the files it *retired*: files read by an earlier night
 whose content has changed. Rows from a retired file are ignored in every earlier run's
 directory, so the kept corpus is "every committed run's rows minus those of files retired
-later" — known from the log alone, never by loading records on the driver.
+later" — known from the log alone, never by loading records on the driver. A record removed
+as the duplicate of a record whose file is later retired is *reconsidered* on that night: it
+re-enters dedup and the ROUGE-L filter with the night's new records (``ReadReconsidered``).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import json
 import time
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import atomic
 from pipelines.config import ConfigError, RunConfig
 from transforms.parquet_io import TEMP_DIR, join
+from transforms.schema import CORPUS_SCHEMA
 
 LOG = "log.json"
 RUNS = "runs"
@@ -157,3 +162,33 @@ class ReadStateRows(beam.DoFn):
                     if self.ordinal_field:
                         row[self.ordinal_field] = ordinal
                     yield row
+
+
+#: STATE/runs/<run>/removed_records: full rows of the night's removed records and the file of
+#: the record they lost to, so they can come back if that file is retired.
+REMOVED_RECORDS_SCHEMA = CORPUS_SCHEMA.append(pa.field("survivor_source_file", pa.string()))
+
+
+class ReadReconsidered(beam.DoFn):
+    """Removed records of earlier nights whose survivor's file is retired tonight.
+
+    Element: (parquet file of a night's ``removed_records``, its ordinal, files retired after
+    that night and before tonight). A row comes back iff its survivor's file is retired tonight
+    and neither its own file nor its survivor's file was retired in between (then it came back,
+    or left, on that night)."""
+
+    def __init__(self, tonight: tuple[str, ...]):
+        self.tonight = frozenset(tonight)
+
+    def process(self, element):
+        path, _, between = element
+        between = frozenset(between)
+        with FileSystems.open(path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=4096):
+                for row in batch.to_pylist():
+                    survivor = row.pop("survivor_source_file")
+                    own = row.get("source_file")
+                    if survivor in self.tonight and survivor not in between and (
+                        own not in between and own not in self.tonight
+                    ):
+                        yield row

@@ -3,7 +3,8 @@
     night 1: dolly/ and self_instruct/                       (the first dump)
     night 2: + z2_lima/ and z2_copies/ — an Alpaca-format file whose records are exact
              and lightly edited copies of night-1 Self-Instruct records, plus new ones
-    night 3: dolly/ changed (its first record deleted, one response edited)
+    night 3: dolly/ changed (its first record deleted, one response edited): the night-2 copy
+             of that first record, removed on night 2, must come back
 
 Night-2 folders sort after night-1 ones, and the config ranks night-1 sources first, so the
 from-scratch run's survivor policy (source priority; file order for ROUGE) agrees with the
@@ -30,8 +31,8 @@ def _seed_tasks(shared: Path) -> list[dict]:
 
 
 def copies_of_night_one(shared: Path) -> list[dict]:
-    """Alpaca records: 5 exact copies and 5 one-word edits of seed tasks, then 5 seed
-    instances rewritten enough to be new records."""
+    """Alpaca records: 5 exact copies and 5 one-word edits of seed tasks, 5 seed instances
+    rewritten enough to be new records, and an exact copy of dolly's first record."""
     tasks = _seed_tasks(shared)
     out = []
     for task in tasks[:5]:
@@ -48,6 +49,11 @@ def copies_of_night_one(shared: Path) -> list[dict]:
         inst = task["instances"][0]
         out.append({"instruction": f"Write a question whose answer is: {inst['output'][:150]}",
                     "input": "", "output": task["instruction"]})
+    dolly = (shared / "dolly").glob("*.jsonl")
+    first = json.loads(next(dolly).read_text().splitlines()[0])
+    # Night 3 deletes this record from dolly/: then the copy is the only one and comes back.
+    out.append({"instruction": first["instruction"], "input": first["context"],
+                "output": first["response"]})
     return out
 
 

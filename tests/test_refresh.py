@@ -76,7 +76,7 @@ def test_each_night_reads_only_new_and_changed_files(nights):
     for manifest in nights["manifests"]:
         read = {f["path"] for f in manifest["inputs"]["files"]}
         assert read == set(manifest["refresh"]["new_files"] + manifest["refresh"]["changed_files"])
-    assert nights["manifests"][1]["counts"]["per_source"]["alpaca"]["ingested"] == 15
+    assert nights["manifests"][1]["counts"]["per_source"]["alpaca"]["ingested"] == 16
 
 
 def test_night_two_removes_copies_of_night_one_in_favour_of_the_older_records(nights):
@@ -85,15 +85,25 @@ def test_night_two_removes_copies_of_night_one_in_favour_of_the_older_records(ni
     against_old = [r for r in removed if r["detail"] == "kept by an earlier run"]
     assert {r["stage"] for r in against_old} <= {"exact", "minhash"}
     exact = [r for r in against_old if r["stage"] == "exact"]
-    assert len(exact) == 5 and all(r["similarity"] == 1.0 for r in exact)
-    assert all(r["survivor_source_file"].endswith("seed_tasks.jsonl") for r in against_old)
-    # Copies 0-9 (exact and one-word edits) all go, by MinHash or ROUGE-L; records 10-14 are
-    # new texts built from the seed tasks (kept, unless an estimate puts one over the threshold).
+    assert len(exact) == 6 and all(r["similarity"] == 1.0 for r in exact)
+    # Copies 0-9 (exact and one-word edits) all go, by MinHash or ROUGE-L, and so does 15 (a
+    # copy of dolly's first record); 10-14 are new texts built from the seed tasks (kept, unless
+    # an estimate puts one over the threshold).
     copies = {r["source_index"]: r for r in removed if r["source_file"].endswith("copies.json")}
-    assert set(range(10)) <= set(copies) <= set(range(15))
+    assert {*range(10), 15} <= set(copies) <= set(range(16))
+    assert copies.pop(15)["survivor_source_file"].endswith(".jsonl")
     assert all(r["survivor_source_file"].endswith("seed_tasks.jsonl") for r in copies.values())
     reported = nights["manifests"][1]["refresh"]["removed_as_duplicates_of_older"]
-    assert sum(reported.values()) == len(copies) and reported["exact"] == 5
+    assert sum(reported.values()) == len(copies) + 1 and reported["exact"] == 6
+
+
+def test_a_record_removed_for_a_retired_one_comes_back(nights):
+    """Night 3 deletes dolly's first record; its night-2 copy is reconsidered and kept."""
+    assert nights["manifests"][2]["refresh"]["reconsidered_records"] == 1
+    corpus = read_output(nights["snapshots"][2], "corpus").to_pylist()
+    back = [r for r in corpus if r["source_file"].endswith("copies.json")
+            and r["source_index"] == 15]
+    assert len(back) == 1 and back[0]["source"] == "alpaca"
 
 
 def test_after_night_three_corpus_and_mixture_equal_a_from_scratch_run(nights):
