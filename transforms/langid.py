@@ -148,25 +148,50 @@ def predict(model: Any, text: str, script: str | None = None) -> tuple[str, floa
     P(lang | text, script). A script that only one candidate uses decides without the model
     (kana: ja, Hangul: ko, Thai: th, Han without Cantonese or Wu characters: zh, ...).
     ``fasttext-predict``'s list API (``multilinePredict``) returns labels without
-    probabilities, so a batch is a loop over this call.
+    probabilities, so a batch is a loop over this call (see ``LanguageIdentifier``).
     """
-    allowed = _LATIN if script == "Latn" else allowed_labels(script, text)
-    if allowed is not None and allowed is not _LATIN and len(allowed) == 1:
-        return next(iter(allowed)), 1.0
+    label = script_label(script, text)
+    if label is not None:
+        return label, 1.0
     line = text + "\n"
-    top = model.f.predict(line, 1, 0.0, "replace")
+    return gate_prediction(model, line, model.f.predict(line, 1, 0.0, "replace"), script, text)
+
+
+def script_label(script: str | None, text: str) -> str | None:
+    """The label when the script alone decides (one lid.176 language uses it), else None."""
+    if script is None or script == "Latn":
+        return None
+    single = _SINGLE_LABEL.get(script)
+    if single is not None:
+        return single
+    if script == "Hani" and not _YUE_OR_WU_START.search(text):
+        return _ZH_LABEL
+    allowed = allowed_labels(script, text)
+    if allowed is not None and len(allowed) == 1:
+        return next(iter(allowed))
+    return None
+
+
+def gate_prediction(
+    model: Any, line: str, top: list[tuple[float, str]], script: str | None, text: str
+) -> tuple[str, float]:
+    """``(label, prob)`` from fastText's best guess ``top`` for ``line``: kept when written in
+    ``script``, else the best label of that script from all labels, renormalised."""
     if not top:
         return UND, 0.0
     prob, label = top[0]
-    if allowed is None or (allowed is _LATIN and label not in _NOT_LATIN):
-        return label, min(float(prob), 1.0)
-    if allowed is _LATIN:
+    if script == "Latn":
+        if label not in _NOT_LATIN:
+            return label, min(float(prob), 1.0)
         fitting = [
             (p, lab)
             for p, lab in model.f.predict(line, -1, 0.0, "replace")
             if lab not in _NOT_LATIN
         ]
     else:
+        allowed = allowed_labels(script, text)
+        if allowed is None:
+            return label, min(float(prob), 1.0)
         fitting = [
             (p, lab) for p, lab in model.f.predict(line, -1, 0.0, "replace") if lab in allowed
         ]
@@ -406,8 +431,18 @@ _NOT_LATIN = frozenset().union(*_LABELS_BY_SCRIPT.values()) - {
 _LATIN = frozenset({"<latin>"})  # sentinel: any label not in _NOT_LATIN
 # Written Cantonese and Wu have characters Standard Chinese does not use; lid.176.ftz calls
 # short Mandarin "wuu" or "yue" without them (docs/langid.md), so they must be present.
-_CANTONESE = re.compile("[嘅唔咗佢冇嘢喺啲嚟哋噉睇攞咩嗰啱乜]")
-_WU = re.compile("侬|覅|搿|阿拉|伊拉")
+_CANTONESE_CHARS = "嘅唔咗佢冇嘢喺啲嚟哋噉睇攞咩嗰啱乜"
+_WU_WORDS = ("侬", "覅", "搿", "阿拉", "伊拉")
+_CANTONESE = re.compile(f"[{_CANTONESE_CHARS}]")
+_WU = re.compile("|".join(_WU_WORDS))
+# Every character a Cantonese or Wu match can start with: one class search on the fast path.
+_YUE_OR_WU_START = re.compile(f"[{_CANTONESE_CHARS}{''.join(w[0] for w in _WU_WORDS)}]")
+_ZH_LABEL = "__label__zh"
+# Scripts only one lid.176 language uses: the script alone decides (no model call).
+_SINGLE_LABEL = {
+    script: next(iter(labels)) for script, labels in _LABELS_BY_SCRIPT.items() if len(labels) == 1
+}
+_SINGLE_LABEL.pop("Hani")  # Han may also be Cantonese or Wu (see allowed_labels)
 
 
 def allowed_labels(script: str | None, text: str = "") -> frozenset[str] | None:
@@ -464,15 +499,16 @@ _TRADITIONAL = (
     "鄭醬釋針鐘鋼鑰鈴鏈銷鎖鍋鎮鏡閉閒鬧閣階陰陣陳隱鳴韓頂項須顧頓顆額飲飾飽餓驅駛駐駕罵騎騙魯鮮"
     "鴨齒"
 )
-# One pass: each telling character becomes a marker, everything else stays (cheap in C).
-_ZH_MARKS = {ord(c): "\x01" for c in _SIMPLIFIED} | {ord(c): "\x02" for c in _TRADITIONAL}
+# One character class each: sre scans a CJK class about twice as fast as str.translate
+# looks characters up in a dict.
+_SIMPLIFIED_CHAR = re.compile(f"[{_SIMPLIFIED}]")
+_TRADITIONAL_CHAR = re.compile(f"[{_TRADITIONAL}]")
 
 
 def chinese_script(text: str) -> str | None:
     """``"Hans"``, ``"Hant"`` or None (no character that tells them apart)."""
-    marked = text.replace("\x01", "").replace("\x02", "").translate(_ZH_MARKS)
-    simplified = marked.count("\x01")
-    traditional = marked.count("\x02")
+    simplified = len(_SIMPLIFIED_CHAR.findall(text))
+    traditional = len(_TRADITIONAL_CHAR.findall(text))
     if simplified == traditional:
         return None
     return "Hans" if simplified > traditional else "Hant"
@@ -776,21 +812,38 @@ def split_key(
     another script than the text that would decide gives ``script_mismatch`` (a Japanese
     one-word input under an English instruction is not English).
     """
-    first = order[0]
-    for name in order:
-        decision = decisions[name]
+    return _split_key(
+        [decisions[name] for name in order], [scripts.get(name) for name in order], order
+    )
+
+
+def _split_key(
+    decisions: Sequence[Decision], scripts: Sequence[str | None], order: Sequence[str]
+) -> Decision:
+    """``split_key`` over the decisions and scripts of the texts, listed in ``order``."""
+    short_script = scripts[0]
+    for at, decision in enumerate(decisions):
         if decision.lang != UND:
-            short_script = scripts.get(first)
-            if name != first and short_script and short_script != scripts.get(name):
+            if at and short_script and short_script != scripts[at]:
                 return Decision(UND, None, SCRIPT_MISMATCH)
-            return Decision(decision.lang, decision.score, name)
+            return Decision(decision.lang, decision.score, order[at])
         if decision.reason not in NO_SIGNAL:
-            return Decision(UND, decision.score, f"{name}:{decision.reason}")
-    return Decision(UND, None, f"{first}:{decisions[first].reason}")
+            return Decision(UND, decision.score, f"{order[at]}:{decision.reason}")
+    return Decision(UND, None, f"{order[0]}:{decisions[0].reason}")
+
+
+_FIELDS = tuple(TEXT_FIELDS.values())  # record fields read, in TEXT_FIELDS order
+_INSTRUCTION_AT = list(TEXT_FIELDS).index("instruction")
+_OUTPUT_AT = list(TEXT_FIELDS).index("output")
 
 
 class LanguageIdentifier:
     """Decisions for texts and records with one model; remembers recent decisions.
+
+    Work is done a batch at a time: the batch's texts are looked up in the memo, the new ones
+    analysed, and only then are their predictions made, one right after the other. Calling
+    fastText in a tight loop keeps its tables in the CPU cache; interleaved with the Python
+    text analysis each call costs about 15 % more (docs/langid.md, "Throughput").
 
     Not thread-safe by itself (the memo is a plain dict): give each thread (each DoFn
     instance) its own; the model underneath may be shared.
@@ -799,11 +852,16 @@ class LanguageIdentifier:
     def __init__(self, model: Any, config: LangIdConfig | None = None) -> None:
         self.model = model
         self.config = config or LangIdConfig()
+        # truncated text -> analysis with its decision. Keyed by the text itself, not a digest
+        # of it: str caches its hash, and equal keys can never be two different texts.
         self._memo: dict[str, _Analysis] = {}
         self._window = self.config.window_chars
         self._gate = self.config.script_gate
         self._cache_size = self.config.cache_size
         self._codes: dict[str, str] = {}  # label -> code, for labels that need no text
+        names = list(TEXT_FIELDS)
+        self._order_at = [names.index(name) for name in self.config.split_key_order]
+        self._first = (self.config.split_key_order[0], self._order_at[0])
 
     @classmethod
     def default(cls, config: LangIdConfig | None = None) -> LanguageIdentifier:
@@ -813,68 +871,115 @@ class LanguageIdentifier:
 
     def decide(self, text: str | None) -> Decision:
         """``(lang, score, reason)`` of one text."""
-        return self._decide(text).decision
+        return self._analyses([text])[0].decision
 
     def decide_many(self, texts: Sequence[str | None]) -> list[Decision]:
         """Decisions of a batch of texts, in order."""
-        return [self._decide(text).decision for text in texts]
+        return [analysis.decision for analysis in self._analyses(texts)]
 
-    def _decide(self, text: str | None) -> _Analysis:
-        """The analysis of ``text`` with its decision filled in (memoised)."""
-        key = text[: self._window] if text else ""
-        memo = self._memo
-        hit = memo.get(key)
-        if hit is not None:
-            return hit
+    def _analyses(self, texts: Sequence[str | None]) -> list[_Analysis]:
+        """The analyses of ``texts``, decisions filled in: from the memo, else computed."""
+        window = self._window
+        keys = [text[:window] if text else "" for text in texts]
+        get = self._memo.get
+        found = [get(key) for key in keys]
+        if None in found:
+            new = self._analyse_new(dict.fromkeys(k for k, a in zip(keys, found) if a is None))
+            found = [new[k] if a is None else a for k, a in zip(keys, found)]
+        return found
+
+    def _analyse_new(self, keys: Iterable[str]) -> dict[str, _Analysis]:
+        """Analyse distinct texts, then predict those that need the model in one tight loop;
+        remember the results."""
         config = self.config
-        analysis = analyse(key, config)
-        if analysis.decision is None:
-            prepared = analysis.prepared
-            label, prob = predict(self.model, prepared, analysis.script if self._gate else None)
-            if label == UND or prob < config.threshold:  # below the threshold: und
-                decision = Decision(UND, prob, LOW_CONFIDENCE)
+        gate = self._gate
+        done: dict[str, _Analysis] = {}
+        waiting = []  # (key, analysis, script, line) for fastText
+        for key in keys:
+            analysis = analyse(key, config)
+            if analysis.decision is not None:
+                done[key] = analysis
+                continue
+            script = analysis.script if gate else None
+            label = script_label(script, analysis.prepared)
+            if label is None:
+                waiting.append((key, analysis, script, analysis.prepared + "\n"))
             else:
-                code = self._codes.get(label)
-                if code is None:
-                    code = normalize_label(label, prepared)
-                    if label not in _TEXT_DEPENDENT:
-                        self._codes[label] = code
-                decision = Decision(code, prob, OK)
-            analysis = _Analysis(decision, prepared, analysis.script, analysis.letters)
+                done[key] = self._decided(analysis, label, 1.0)
+        if waiting:
+            model = self.model
+            fasttext_predict = model.f.predict
+            tops = [fasttext_predict(item[3], 1, 0.0, "replace") for item in waiting]
+            for (key, analysis, script, line), top in zip(waiting, tops):
+                label, prob = gate_prediction(model, line, top, script, analysis.prepared)
+                done[key] = self._decided(analysis, label, prob)
         if self._cache_size:
-            if len(memo) >= self._cache_size:
-                # start over: O(1) amortised, unlike evicting the oldest key of a dict
-                # (``next(iter(d))`` walks the deleted slots); hot texts come straight back
-                memo.clear()
-            memo[key] = analysis
-        return analysis
+            memo, size = self._memo, self._cache_size
+            for key, analysis in done.items():
+                if len(memo) >= size:
+                    # start over: O(1) amortised, unlike evicting the oldest key of a dict
+                    # (``next(iter(d))`` walks the deleted slots); hot texts come straight back
+                    memo.clear()
+                memo[key] = analysis
+        return done
+
+    def _decided(self, analysis: _Analysis, label: str, prob: float) -> _Analysis:
+        """``analysis`` with the decision for fastText's ``(label, prob)``."""
+        prepared = analysis.prepared
+        if label == UND or prob < self.config.threshold:  # below the threshold: und
+            decision = Decision(UND, prob, LOW_CONFIDENCE)
+        else:
+            code = self._codes.get(label)
+            if code is None:
+                code = normalize_label(label, prepared)
+                if label not in _TEXT_DEPENDENT:
+                    self._codes[label] = code
+            decision = Decision(code, prob, OK)
+        return _Analysis(decision, prepared, analysis.script, analysis.letters)
 
     def identify(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The ``lang*`` fields of one record (see ``split_key`` for ``lang``)."""
-        decide = self._decide
-        analyses = {
-            name: decide(value if isinstance(value, str) or value is None else _as_text(value))
-            for name, value in ((n, record.get(f)) for n, f in TEXT_FIELDS.items())
-        }
-        order = self.config.split_key_order
-        first = analyses[order[0]].decision
-        if first.lang != UND:  # the common case: the first text decides
-            key = Decision(first.lang, first.score, order[0])
-        else:
-            key = split_key(
-                {name: a.decision for name, a in analyses.items()},
-                {name: a.script for name, a in analyses.items()},
-                order,
+        return self.identify_many([record])[0]
+
+    def identify_many(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The ``lang*`` fields of each record, in order; one batch of predictions."""
+        texts = [
+            value if type(value) is str else _as_text(value)
+            for record in records
+            for value in map(record.get, _FIELDS)
+        ]
+        analyses = self._analyses(texts)
+        width = len(_FIELDS)
+        first_name, first_at = self._first
+        out = []
+        for start in range(0, len(analyses), width):
+            # Output: one _Analysis per text of the record, in TEXT_FIELDS order
+            group = analyses[start : start + width]
+            first = group[first_at].decision
+            if first.lang != UND:  # the common case: the first text decides
+                lang, score, reason = first.lang, first.score, first_name
+            else:
+                lang, score, reason = self._fallback_key(group)
+            out.append(
+                {
+                    "lang": lang,
+                    "lang_score": score,
+                    "lang_instruction": group[_INSTRUCTION_AT].decision.lang,
+                    "lang_output": group[_OUTPUT_AT].decision.lang,
+                    "lang_reason": reason,
+                }
             )
-            if key.lang != UND:
-                key = self._check_fallback(key, analyses[order[0]])
-        return {
-            "lang": key.lang,
-            "lang_score": key.score,
-            "lang_instruction": analyses["instruction"].decision.lang,
-            "lang_output": analyses["output"].decision.lang,
-            "lang_reason": key.reason,
-        }
+        return out
+
+    def _fallback_key(self, analyses: Sequence[_Analysis]) -> Decision:
+        """The split key when the first text in the order has no language (``split_key``)."""
+        ordered = [analyses[at] for at in self._order_at]
+        key = _split_key(
+            [a.decision for a in ordered], [a.script for a in ordered], self.config.split_key_order
+        )
+        if key.lang != UND:
+            key = self._check_fallback(key, ordered[0])
+        return key
 
     def _check_fallback(self, key: Decision, short: _Analysis) -> Decision:
         """A too-short first text the model still places, confidently, in another language
@@ -895,7 +1000,10 @@ class LanguageIdentifier:
 
     def identify_records(self, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """New records (inputs untouched) with the ``lang*`` fields filled."""
-        return [{**record, **self.identify(record)} for record in records]
+        records = records if isinstance(records, Sequence) else list(records)
+        return [
+            {**record, **fields} for record, fields in zip(records, self.identify_many(records))
+        ]
 
 
 def _as_text(value: Any) -> str | None:

@@ -48,9 +48,10 @@ class LangIdConfig:
         fallback_conflict_threshold: a too-short first text the model still places in another
             language with at least this probability makes the record ``und`` instead of taking
             the fallback's language (>= 1 disables the check).
-        batch_size: records per prediction batch in the Beam stage.
-        cache_size: decisions remembered per worker (SNI repeats one definition per task,
-            classification outputs repeat their labels).
+        batch_size: records per batch in the Beam stage; a batch's new texts are predicted
+            back to back (see ``LanguageIdentifier``), so 1 is markedly slower.
+        cache_size: texts whose decisions each DoFn instance remembers (SNI repeats one
+            definition per task, classification outputs repeat their labels); 0 disables.
     """
 
     model_path: str | None = None
