@@ -2,18 +2,26 @@
 
     python -m bench.dedup_bench --n 100000                       # everything, ~15 min on 2 cores
     python -m bench.dedup_bench --n 100000 --only kernel,loop    # parts: kernel, loop, pipeline
+    python -m bench.dedup_bench --n 300000 --only flink          # worker memory on Flink
 
 Each measurement runs in its own subprocess (clean peak RSS) and prints one JSON line; the
-results are appended to ``bench/work/dedup_runs.jsonl``. Throughput is reported per CPU-second
-(user + system of every process involved) as well as per wall-second: this box has 2 shared
-cores, and CPU time is what "per core" means when other jobs compete for them.
+results are appended to ``bench/work/dedup/dedup_runs.jsonl``. Throughput is reported per
+CPU-second (user + system of every process involved) as well as per wall-second: this box has 2
+shared cores, and CPU time is what "per core" means when other jobs compete for them.
 
-* kernel   — signatures only, from the same shingles: ours (sha1, xxh32), datasketch MinHash
-             (``update_batch``), rensa ``RMinHash`` (its own hash; a kernel, not compatible).
+* kernel   — signatures only, from the same shingles: ours (sha1, xxh32, poly32), datasketch
+             MinHash (``update_batch``), rensa ``RMinHash`` (its own hash; a kernel).
 * loop     — the usual datasketch dedup loop: MinHash + MinHashLSH(threshold 0.7, 128 perms),
              query then insert, over the records (same shingling as ours); quality scored.
 * pipeline — ``Deduplicate`` on the FnApiRunner (what DirectRunner runs offline): in-process
-             and multi-process (2 workers); read Parquet, write removed rows; quality scored.
+             and multi-process (``--workers``); read Parquet, write removed rows; quality scored.
+* flink    — the same pipeline on the local Flink job server (embedded Flink, which sorts and
+             spills GroupByKey data itself) with Python SDK workers from an EXTERNAL worker
+             pool, so that the workers are processes of their own whose memory can be read.
+
+Memory: peak RSS of this process (``getrusage``) and of every descendant process, read from
+``/proc/PID/status`` (VmHWM: the kernel's high-water mark; VmRSS for the time series) every
+0.5 s by ``RssSampler``, labelled by command line (SDK worker, worker pool, Flink JVM).
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +54,101 @@ def _peak_mb() -> tuple[float, float]:
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     )
+
+
+class RssSampler(threading.Thread):
+    """Peak and time series of the resident memory of this process's descendants, from /proc.
+
+    ``peaks()`` gives, per process, its label and the largest VmHWM seen (the kernel's own
+    high-water mark, so a spike between two samples still counts); ``series`` keeps
+    (seconds, MB) of VmRSS per process every ``keep_every`` samples, for the shape over time.
+    """
+
+    def __init__(self, interval: float = 0.5, keep_every: int = 4):
+        super().__init__(daemon=True)
+        self.interval, self.keep_every = interval, keep_every
+        self.procs: dict[int, dict] = {}
+        self.t0 = time.perf_counter()
+        self._stop_event = threading.Event()
+
+    @staticmethod
+    def _children() -> dict[int, list[int]]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+        return children
+
+    def _descendants(self) -> list[int]:
+        children, out, todo = self._children(), [], [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo.extend(children.get(pid, ()))
+        return out
+
+    @staticmethod
+    def _label(pid: int) -> str:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return "?"
+        if pid == os.getpid():
+            return "bench process (runner / submitter)"
+        for key, label in (
+            ("sdk_worker_main", "python SDK worker"),
+            ("worker_pool_main", "python worker pool"),
+            ("java", "Flink job server JVM"),
+            ("apache_beam", "python SDK worker"),
+        ):
+            if key in cmd:
+                return label
+        return cmd[:80]
+
+    def sample(self, keep: bool) -> None:
+        now = time.perf_counter() - self.t0
+        for pid in self._descendants():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    status = dict(line.split(":", 1) for line in f if ":" in line)
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            info = self.procs.get(pid)
+            if info is None:
+                info = self.procs[pid] = {"label": self._label(pid), "hwm_mb": 0.0, "series": []}
+            hwm = int(status.get("VmHWM", "0 kB").split()[0]) / 1024
+            rss = int(status.get("VmRSS", "0 kB").split()[0]) / 1024
+            info["hwm_mb"] = max(info["hwm_mb"], hwm)
+            info["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if keep:
+                info["series"].append((round(now, 1), round(rss)))
+
+    def run(self) -> None:
+        i = 0
+        while not self._stop_event.wait(self.interval):
+            self.sample(i % self.keep_every == 0)
+            i += 1
+
+    def stop(self) -> list[dict]:
+        self._stop_event.set()
+        self.join()
+        self.sample(True)
+        return self.peaks()
+
+    def peaks(self) -> list[dict]:
+        return [
+            {"pid": pid, **info}
+            for pid, info in sorted(self.procs.items(), key=lambda kv: -kv[1]["hwm_mb"])
+            if info["hwm_mb"] > 50
+        ]
 
 
 def _records(n: int) -> list[dict]:
@@ -278,39 +383,78 @@ def part_loop(n: int) -> list[dict]:
     ]
 
 
-def part_pipeline(
-    n: int, workers: int, hash_function: str = "sha1", read_only: bool = False
-) -> list[dict]:
+def _build(p, corpus: Path, out_dir: Path, config, read_only: bool) -> None:
+    """Read the corpus; dedup it and write the removed rows (or only count, ``read_only``)."""
     import apache_beam as beam
-    import pyarrow.parquet as pq
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from transforms.dedup import Deduplicate
-    from transforms.dedup_config import DedupConfig
     from transforms.schema import REMOVED_SCHEMA
 
+    records = p | "Read" >> beam.io.ReadFromParquet(str(corpus))
+    if read_only:
+        _ = records | "Count" >> beam.combiners.Count.Globally()
+        return
+    out = records | "Dedup" >> Deduplicate(config=config)
+    _ = out["removed"] | "WriteRemoved" >> beam.io.WriteToParquet(
+        str(out_dir / "removed"), REMOVED_SCHEMA, file_name_suffix=".parquet"
+    )
+    _ = out["kept"] | "CountKept" >> beam.combiners.Count.Globally()
+
+
+def _config(overrides: str):
+    """(DedupConfig with the JSON overrides, a short label of them)."""
+    from transforms.dedup_config import DedupConfig
+
+    values = json.loads(overrides)
+    label = ", ".join(f"{v}" if k == "hash_function" else f"{k}={v}" for k, v in values.items())
+    return DedupConfig(**values), label
+
+
+def _scored(row: dict, out_dir: Path, n: int) -> dict:
+    import pyarrow.parquet as pq
+
+    removed = pq.read_table(str(out_dir)).to_pylist()
+    row.update(planted.score([(r["id"], r["survivor_id"]) for r in removed], _truth(n)))
+    row["removed_by_stage"] = {
+        s: sum(r["stage"] == s for r in removed) for s in ("exact", "minhash")
+    }
+    return row
+
+
+def _memory(row: dict, procs: list[dict]) -> dict:
+    """Peak RSS per kind of process, and every process's peak and (thinned) time series."""
+    by_label: dict[str, float] = {}
+    for proc in procs:
+        by_label[proc["label"]] = max(by_label.get(proc["label"], 0.0), proc["hwm_mb"])
+    row["peak_rss_mb_by_process"] = by_label
+    row["processes"] = [
+        {**proc, "series": proc["series"][:: max(1, len(proc["series"]) // 60)]} for proc in procs
+    ]
+    return row
+
+
+def part_pipeline(n: int, workers: int, overrides: str, read_only: bool = False) -> list[dict]:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     corpus, _ = planted.write(n)
-    out_dir = planted.WORK / f"out_{n}_{workers}_{hash_function}"
+    config, label = _config(overrides)
+    out_dir = planted.WORK / f"out_{n}_{workers}"
+    shutil.rmtree(out_dir, ignore_errors=True)  # a stale shard would be scored
     args = ["--runner=FnApiRunner"]
     if workers > 1:
         args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
-    config = DedupConfig(hash_function=hash_function)
+    sampler = RssSampler()
+    sampler.start()
     t0, c0 = time.perf_counter(), _cpu()
     with beam.Pipeline(options=PipelineOptions(args)) as p:
-        records = p | "Read" >> beam.io.ReadFromParquet(str(corpus))
-        if read_only:
-            _ = records | "Count" >> beam.combiners.Count.Globally()
-        else:
-            out = records | "Dedup" >> Deduplicate(config=config)
-            _ = out["removed"] | "WriteRemoved" >> beam.io.WriteToParquet(
-                str(out_dir / "removed"), REMOVED_SCHEMA, file_name_suffix=".parquet"
-            )
-            _ = out["kept"] | "CountKept" >> beam.combiners.Count.Globally()
+        _build(p, corpus, out_dir, config, read_only)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    procs = sampler.stop()
     runner_mb, worker_mb = _peak_mb()
     row = {
         "what": f"pipeline {'read only' if read_only else 'Deduplicate'} "
-        f"({workers} worker{'s' if workers > 1 else ''}, {hash_function})",
+        f"({workers} worker{'s' if workers > 1 else ''}, {label})",
         "records": n,
         "wall_s": wall,
         "cpu_s": cpu,
@@ -319,13 +463,48 @@ def part_pipeline(
         "peak_rss_runner_mb": runner_mb,
         "peak_rss_worker_mb": worker_mb if workers > 1 else None,
     }
-    if not read_only:
-        removed = pq.read_table(str(out_dir)).to_pylist()
-        row.update(planted.score([(r["id"], r["survivor_id"]) for r in removed], _truth(n)))
-        row["removed_by_stage"] = {
-            s: sum(r["stage"] == s for r in removed) for s in ("exact", "minhash")
-        }
-    return [row]
+    _memory(row, procs)
+    return [row if read_only else _scored(row, out_dir, n)]
+
+
+def part_flink(n: int, overrides: str, extra_args: str = "", parallelism: int = 2) -> list[dict]:
+    """The pipeline on Flink with EXTERNAL Python workers (separate processes to measure)."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from bench import dofn_probe
+    from tests.flink_support import flink_job_server, flink_pipeline_args, flink_worker_pool
+
+    dofn_probe.install()  # per-call memory of every DoFn, if INSTRUCTMIX_DOFN_PROBE is set
+
+    corpus, _ = planted.write(n)
+    config, label = _config(overrides)
+    out_dir = planted.WORK / f"out_{n}_flink"
+    shutil.rmtree(out_dir, ignore_errors=True)  # a stale shard would be scored
+    sampler = RssSampler()
+    sampler.start()
+    with flink_job_server() as endpoint, flink_worker_pool() as pool:
+        args = flink_pipeline_args(endpoint, "EXTERNAL", worker_pool=pool, parallelism=parallelism)
+        args += extra_args.split()
+        t0 = time.perf_counter()
+        with beam.Pipeline(options=PipelineOptions(args)) as p:
+            _build(p, corpus, out_dir, config, read_only=False)
+        wall = time.perf_counter() - t0
+        sampler.sample(True)
+        workers = [q for q in sampler.procs.values() if q["label"] == "python SDK worker"]
+        worker_cpu = sum(q.get("cpu_s", 0.0) for q in workers)
+    procs = sampler.stop()
+    row = {
+        "what": f"pipeline Deduplicate on Flink (EXTERNAL workers, parallelism {parallelism}, "
+        f"{label}{', ' + extra_args if extra_args else ''})",
+        "records": n,
+        "wall_s": wall,
+        "rec_per_wall_s": n / wall,
+        "python_worker_cpu_s": worker_cpu,
+        "rec_per_python_worker_cpu_s": n / worker_cpu if worker_cpu else None,
+    }
+    _memory(row, procs)
+    return [_scored(row, out_dir, n)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,6 +520,8 @@ def _child(part: str, n: int, extra: list[str]) -> None:
     elif part == "pipeline":
         workers, hf, read_only = int(extra[0]), extra[1], extra[2] == "1"
         rows = part_pipeline(n, workers, hf, read_only)
+    elif part == "flink":
+        rows = part_flink(n, extra[0], extra[1] if len(extra) > 1 else "")
     else:
         raise SystemExit(f"unknown part {part}")
     for row in rows:
@@ -349,6 +530,7 @@ def _child(part: str, n: int, extra: list[str]) -> None:
 
 def _spawn(part: str, n: int, *extra: str) -> list[dict]:
     cmd = [sys.executable, "-m", "bench.dedup_bench", "--child", part, "--n", str(n), *extra]
+    load_start = os.getloadavg()
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True)
     rows = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not rows:
@@ -359,6 +541,7 @@ def _spawn(part: str, n: int, *extra: str) -> list[dict]:
             row.update(
                 machine=f"{os.cpu_count()} cores",
                 load=os.getloadavg()[0],
+                load_start_end=[load_start, os.getloadavg()],
                 at=time.strftime("%Y-%m-%d %H:%M:%S"),
             )
             f.write(json.dumps(row) + "\n")
@@ -371,11 +554,18 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--only", default="kernel,loop,pipeline")
     parser.add_argument("--workers", default="1,2")
-    parser.add_argument("--hash", default="sha1")
+    parser.add_argument("--hash", default=None, help="default: DedupConfig's hash_function")
+    parser.add_argument("--config", default="{}", help="JSON of other DedupConfig overrides")
+    parser.add_argument("--flink-args", default="", help="extra pipeline options for Flink")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     if args.child:
         return _child(args.child, args.n, extra)
+    if args.hash is None:
+        from transforms.dedup_config import DedupConfig
+
+        args.hash = DedupConfig().hash_function
+    overrides = json.dumps({**json.loads(args.config), "hash_function": args.hash})
     planted.write(args.n)
     parts = args.only.split(",")
     if "kernel" in parts:
@@ -383,9 +573,11 @@ def main(argv=None):
     if "loop" in parts:
         _spawn("loop", args.n)
     if "pipeline" in parts:
-        _spawn("pipeline", args.n, "1", args.hash, "1")
+        _spawn("pipeline", args.n, "1", overrides, "1")
         for workers in args.workers.split(","):
-            _spawn("pipeline", args.n, workers, args.hash, "0")
+            _spawn("pipeline", args.n, workers, overrides, "0")
+    if "flink" in parts:
+        _spawn("flink", args.n, overrides, args.flink_args)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,11 @@ CONFIG = DedupConfig(source_priority=("mirror_a", "mirror_b"))
 def _sim(a: dict, b: dict, config=CONFIG) -> float:
     sigs = []
     for r in (a, b):
-        m = MinHash(num_perm=config.num_perm, seed=config.seed)
+        m = MinHash(
+            num_perm=config.num_perm,
+            seed=config.seed,
+            hashfunc=minhash.datasketch_hashfunc(config.hash_function),
+        )
         m.update_batch(list(minhash.shingle_set(normalized_fields(r, config.fields), 5, 5)))
         sigs.append(m)
     return sigs[0].jaccard(sigs[1])
@@ -129,6 +133,7 @@ def test_fast_normalize_is_exactly_normalize_text(text):
 def test_config_validation_and_defaults():
     c = DedupConfig()
     assert c.fields == ("definition", "input", "output") and c.threshold == 0.7
+    assert c.hash_function == "poly32"  # datasketch: hashfunc=minhash.poly_hash32
     assert c.lsh_params == (14, 9)  # datasketch MinHashLSH(threshold=0.7, num_perm=128)
     assert DedupConfig(bands=32, rows=4).lsh_params == (32, 4)
     assert DedupConfig(fields=["input"]).fields == ("input",)
@@ -276,7 +281,8 @@ def test_deduplicate_end_to_end_in_process():
     by_id = {r["id"]: r for r in records}
     for row in collected["band_state"]:
         norms = normalized_fields(by_id[row["id"]], CONFIG.fields)
-        m = MinHash(num_perm=128, seed=1)
+        # the default hash function is poly32: datasketch checks it given that hashfunc
+        m = MinHash(num_perm=128, seed=1, hashfunc=minhash.poly_hash32)
         m.update_batch(list(minhash.shingle_set(norms, 5, 5)))
         assert np.array_equal(np.frombuffer(row["signature"], "<u4"), m.hashvalues)
         if row["id"].startswith("blank"):
@@ -305,9 +311,14 @@ def test_exact_and_near_alone():
 
 
 def test_multi_process_runner_and_tiny_shards_give_the_same_result(tmp_path):
-    """Pickling and sharding: 2 worker processes, one record per shard, same decisions."""
+    """Pickling and sharding: 2 worker processes, one record per shard, same decisions.
+
+    With datasketch's own default hash (sha1) rather than the default poly32: same decisions.
+    """
     records = corpus()
-    config = DedupConfig(source_priority=("mirror_a", "mirror_b"), shard_size=1, batch_size=3)
+    config = DedupConfig(
+        source_priority=("mirror_a", "mirror_b"), shard_size=1, batch_size=3, hash_function="sha1"
+    )
     p = beam.Pipeline(options=PipelineOptions(MULTI_PROCESS))
     out = p | beam.Create(records) | Deduplicate(config=config)
     kept = out["kept"] | "KeptIds" >> beam.Map(lambda r: r["id"])
@@ -380,7 +391,7 @@ def test_real_records_against_an_all_pairs_oracle():
         groups[tuple(norm)].append(node)
     exact_removed = {n[1]: min(g)[1] for g in groups.values() for n in g if n != min(g)}
     survivors = [i for i, n in enumerate(nodes) if n[1] not in exact_removed and any(norms[i])]
-    sigs = minhash.MinHasher(128, 1).signatures(
+    sigs = minhash.MinHasher(128, 1, hash_function=config.hash_function).signatures(
         *minhash.batch_shingles([norms[i] for i in survivors], 5, 5)
     )
     equal = (sigs[:, None, :] == sigs[None, :, :]).sum(axis=2)
@@ -443,3 +454,45 @@ def test_flink_runner_gives_the_same_result(flink_endpoint, tmp_path):
         ("n3", "minhash", "n1"),
         ("zh2", "minhash", "zh1"),
     }
+
+
+# --- task-structured sources: instances share one definition -------------------------------
+
+
+def test_fields_by_source_config():
+    c = DedupConfig()
+    assert c.fields_for("sni") == c.fields_for("niv1") == ("input", "output")
+    assert c.fields_for("alpaca") == c.fields_for(None) == ("definition", "input", "output")
+    # YAML gives a mapping of lists; stored as sorted pairs of tuples (hashable)
+    custom = DedupConfig(fields_by_source={"p3": ["input"], "flan": ["input", "output"]})
+    assert custom.fields_by_source == (("flan", ("input", "output")), ("p3", ("input",)))
+    assert hash(custom) and DedupConfig(fields_by_source={}).fields_for("sni") == c.fields
+    assert custom.state_fingerprint() != c.state_fingerprint()
+    for bad in ({"sni": []}, {"sni": ["nope"]}, {"sni": "input"}, [("sni",)]):
+        with pytest.raises((ValueError, TypeError)):
+            DedupConfig(fields_by_source=bad)
+
+
+def _sni_task_records(name: str, limit: int) -> list[dict]:
+    from transforms.formats import parse_path
+    from transforms.normalize import normalize_record
+
+    out = []
+    for kind, payload in parse_path(str(DATA / "sni" / "tasks" / f"{name}.json")):
+        if kind == "record" and len(out) < limit:
+            out.append(normalize_record(payload)[0])
+    return out
+
+
+def test_sni_instances_sharing_a_definition_are_not_near_duplicates():
+    """Real SNI task, short instances: the shared definition alone must not merge them."""
+    records = _sni_task_records("task1146_country_capital", 80)
+    assert len({r["definition"] for r in records}) == 1
+    distinct = {tuple(normalized_fields(r, ("input", "output"))) for r in records}
+    collected, _ = _run(records, DedupConfig(), IN_PROCESS)
+    # only repeated (input, output) pairs are removed, never a distinct instance
+    assert len(collected["kept"]) == len(distinct) and len(distinct) > 70
+    # the whole-record comparison merges most of the task (what the per-source default avoids)
+    whole = DedupConfig(fields_by_source={})
+    collected, _ = _run(records, whole, IN_PROCESS)
+    assert len(collected["removed"]) > len(records) // 2

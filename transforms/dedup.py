@@ -7,14 +7,16 @@
     outputs["band_state"]   # BAND_STATE_SCHEMA dicts, one per kept record
 
 Every input record ends in exactly one of ``kept`` and ``removed`` (tested). Records with no
-text in ``config.fields`` are kept untouched (counter ``skipped:no_text_in_fields``): they have
-nothing to compare and must not all be "identical" to each other.
+text in their compared fields are kept untouched (counter ``skipped:no_text_in_fields``): they
+have nothing to compare and must not all be "identical" to each other.
 
 Stages (labelled steps of ``_DedupCore.expand``):
 
-1. Fingerprint: per batch of records, the normalised text of ``config.fields`` (NFKC, case-
-   folded, whitespace collapsed: ``text.normalize_text``), its stable hash, the MinHash signature
-   of its shingles and its LSH band keys (``transforms.minhash``).
+1. Fingerprint: per batch of records, the normalised text (NFKC, case-folded, whitespace
+   collapsed: ``text.normalize_text``) of the compared fields — ``config.fields_for(source)``:
+   ``fields``, or ``input`` + ``output`` for sources whose instances share one task definition
+   (``fields_by_source``) —, its stable hash, the MinHash signature of its shingles and its LSH
+   band keys (``transforms.minhash``).
 2. Exact: grouped by hash; the best-ranked record of a group survives, the others are removed
    (stage ``exact``, similarity 1.0). Exact duplicates are gone before banding, so they never
    make giant LSH buckets.
@@ -291,15 +293,15 @@ class _FingerprintFn(beam.DoFn):
         self.bands, self.rows = c.lsh_params
         minhash.tokenize_normalized("")  # build the tokenizer tables once per worker
 
-    def process(self, batch, layout):
+    def process(self, packed_batch, layout):
         with paused_gc():  # compute with the collector paused, yield after
-            outputs = list(self._run(batch, layout))
+            outputs = list(self._run(pickle.loads(packed_batch), layout))
         yield from outputs
 
     def _run(self, batch, layout):
         c = self.config
         self.records_in.inc(len(batch))
-        norms = [normalized_fields(r, c.fields) for r in batch]
+        norms = [normalized_fields(r, c.fields_for(r.get("source"))) for r in batch]
         n = len(batch)
         sigs = keys = None
         empty = np.zeros(n, dtype=bool)
@@ -549,23 +551,25 @@ class _DedupCore(beam.PTransform):
 
     def expand(self, records):
         c = self.config
-        # Output: (record shards, band shards), from the number of records.
+        # Output: lists of batch_size records, each pickled: Fingerprint waits for the side
+        # input below, so its input is materialised, and Beam's coder decodes a record dict
+        # ~6x slower than pickle (see clusters.pack).
+        batched = records | "Batch" >> beam.BatchElements(
+            min_batch_size=c.batch_size, max_batch_size=c.batch_size
+        )
+        batches = batched | "PackBatch" >> beam.Map(pack)
+        # Output: (record shards, band shards), from the number of records (counted per batch).
         layout_pc = (
-            records
-            | "CountRecords" >> beam.combiners.Count.Globally()
+            batched
+            | "BatchSizes" >> beam.Map(len)
+            | "CountRecords" >> beam.CombineGlobally(sum)
             | "ShardLayout" >> beam.Map(shard_layout, c)
         )
         layout = beam.pvalue.AsSingleton(layout_pc)
         # Output (tagged): (shard, pack([entries])) for park / exact / sigs / bands.
-        found = (
-            records
-            | "Batch"
-            >> beam.BatchElements(min_batch_size=c.batch_size, max_batch_size=c.batch_size)
-            | "Fingerprint"
-            >> beam.ParDo(_FingerprintFn(c, self.exact, self.near), layout).with_outputs(
-                "park", "exact", "sigs", "bands"
-            )
-        )
+        found = batches | "Fingerprint" >> beam.ParDo(
+            _FingerprintFn(c, self.exact, self.near), layout
+        ).with_outputs("park", "exact", "sigs", "bands")
         parked = [found.park]
         sigs, bands = found.sigs, found.bands
         if self.exact:

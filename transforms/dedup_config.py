@@ -21,6 +21,12 @@ class DedupConfig:
 
     Attributes:
         fields: record fields whose text is compared (exact hash and shingles), in this order.
+        fields_by_source: per-source replacement of ``fields``, as ``{source: fields}`` (YAML
+            mapping or pairs). Default: task-structured sources whose instances share one
+            long task definition (``sni``, ``niv1``) compare ``input`` + ``output`` only;
+            with the definition, every short instance of such a task is a near-duplicate of
+            every other (on the shared SNI data: 2,859 of 5,520 distinct instances removed;
+            ``bench/results/dedup.md``).
         threshold: Jaccard similarity at or above which two records are near-duplicates; also
             the verification bar every LSH candidate pair must pass before anything is removed.
         num_perm: MinHash permutations.
@@ -38,10 +44,14 @@ class DedupConfig:
             are verified, so weighting false negatives more buys recall for CPU, not precision.
         scheme: ``"affine32"`` = ``datasketch.MinHash`` default since datasketch 2.0;
             ``"legacy"`` = datasketch < 2.0 (``(a*h+b) % (2**61-1) & (2**32-1)``).
-        hash_function: ``"sha1"`` = datasketch's default ``sha1_hash32`` (compatible with a
-            plain ``datasketch.MinHash``); ``"xxh32"`` = ``hashfunc=xxhash.xxh32_intdigest``
-            (needs the ``xxhash`` package); ``"poly32"`` = ``hashfunc=minhash.poly_hash32``,
-            vectorised over a whole batch (fastest; see ``bench/results/dedup.md``).
+        hash_function: the 32-bit shingle hash, datasketch's ``hashfunc``. Default
+            ``"poly32"``: signatures equal ``datasketch.MinHash(num_perm, seed,
+            hashfunc=transforms.minhash.poly_hash32)``; computed for a whole batch with a few
+            numpy passes, no Python call per shingle. ``"sha1"`` = datasketch's own default
+            ``sha1_hash32`` (equal to a plain ``datasketch.MinHash(num_perm, seed)``; one
+            hashlib call per shingle: signatures ~8x slower, the whole stage ~25% more CPU);
+            ``"xxh32"`` = ``hashfunc=xxhash.xxh32_intdigest`` (needs the ``xxhash`` package).
+            Measured in ``bench/results/dedup.md``.
         max_hubs: in an LSH bucket every member is compared with the bucket's ``max_hubs``
             best-ranked members only: buckets up to ``max_hubs + 1`` members are compared
             all-pairs, bigger ones in O(size * max_hubs) instead of O(size^2).
@@ -53,6 +63,10 @@ class DedupConfig:
     """
 
     fields: tuple[str, ...] = ("definition", "input", "output")
+    fields_by_source: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("niv1", ("input", "output")),
+        ("sni", ("input", "output")),
+    )
     threshold: float = 0.7
     num_perm: int = 128
     shingle_size: int = 5
@@ -63,7 +77,7 @@ class DedupConfig:
     rows: int | None = None
     lsh_weights: tuple[float, float] = (0.5, 0.5)
     scheme: str = "affine32"
-    hash_function: str = "sha1"
+    hash_function: str = "poly32"
     max_hubs: int = 8
     cc_max_rounds: int = 12
     batch_size: int = 1024
@@ -76,13 +90,10 @@ class DedupConfig:
             if isinstance(value, str) or not isinstance(value, (tuple, list)):
                 raise TypeError(f"{name} must be a tuple, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        if not self.fields:
-            raise ValueError("fields must not be empty")
-        unknown = [f for f in self.fields if f not in FIELDS]
-        if unknown:
-            raise ValueError(f"fields not in CORPUS_SCHEMA: {unknown}")
-        if len(set(self.fields)) != len(self.fields):
-            raise ValueError("fields must be distinct")
+        object.__setattr__(self, "fields_by_source", _source_fields(self.fields_by_source))
+        by_source = ((f"fields_by_source[{s}]", f) for s, f in self.fields_by_source)
+        for where, fields in (("fields", self.fields), *by_source):
+            _check_fields(where, fields)
         if len(set(self.source_priority)) != len(self.source_priority):
             raise ValueError("source_priority must not repeat a source")
         if not 0.0 < self.threshold <= 1.0:
@@ -123,6 +134,13 @@ class DedupConfig:
             return self.bands, self.rows
         return optimal_param(self.threshold, self.num_perm, *map(float, self.lsh_weights))
 
+    def fields_for(self, source: str | None) -> tuple[str, ...]:
+        """The compared fields of a record from ``source``."""
+        for name, fields in self.fields_by_source:
+            if name == source:
+                return fields
+        return self.fields
+
     def priority(self, source: str | None) -> int:
         """Index of ``source`` in ``source_priority``; unlisted sources after every listed one."""
         try:
@@ -145,6 +163,7 @@ class DedupConfig:
         """
         keys = (
             "fields",
+            "fields_by_source",
             "num_perm",
             "shingle_size",
             "char_shingle_size",
@@ -155,3 +174,29 @@ class DedupConfig:
         basis = {k: getattr(self, k) for k in keys}
         basis["lsh_params"] = self.lsh_params
         return stable_hash(json.dumps(basis, sort_keys=True), digest_size=6)
+
+
+def _source_fields(value) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{source: fields}`` or pairs, as sorted pairs of tuples (hashable, one per source)."""
+    pairs = list(value.items()) if isinstance(value, dict) else list(value)
+    out = {}
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise TypeError(f"fields_by_source must map source names to fields, got {pair!r}")
+        source, fields = pair
+        if isinstance(fields, str) or not isinstance(fields, (tuple, list)):
+            raise TypeError(f"fields_by_source[{source!r}] must be a list of fields")
+        if source in out:
+            raise ValueError(f"fields_by_source names {source!r} twice")
+        out[source] = tuple(fields)
+    return tuple(sorted(out.items()))
+
+
+def _check_fields(where: str, fields: tuple[str, ...]) -> None:
+    if not fields:
+        raise ValueError(f"{where} must not be empty")
+    unknown = [f for f in fields if f not in FIELDS]
+    if unknown:
+        raise ValueError(f"{where}: fields not in CORPUS_SCHEMA: {unknown}")
+    if len(set(fields)) != len(fields):
+        raise ValueError(f"{where}: fields must be distinct")

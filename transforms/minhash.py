@@ -3,17 +3,18 @@
 Pure functions and one small class, no Beam imports: ``transforms/dedup.py`` wraps them.
 
 Compatibility contract (tested on >= 10,000 real records in ``tests/test_minhash.py``): for a
-record's shingle set ``S``, ``MinHasher(num_perm, seed).signatures(...)`` equals
+record's shingle set ``S``, ``MinHasher(num_perm, seed, hash_function=H).signatures(...)`` equals
 
-    m = datasketch.MinHash(num_perm=num_perm, seed=seed)      # scheme "affine32" (default)
+    m = datasketch.MinHash(num_perm=num_perm, seed=seed, hashfunc=F)  # scheme "affine32"
     m.update_batch(S)                                          # S: UTF-8 bytes of each shingle
     m.hashvalues
 
-and with ``scheme="legacy"`` it equals ``datasketch.MinHash(..., scheme="legacy")``, the
-arithmetic of datasketch < 2.0: ``(a*h + b) % (2**61 - 1) & (2**32 - 1)`` on uint64 with numpy's
-wrap-around. ``hash_function="xxh32"`` matches ``MinHash(..., hashfunc=xxhash.xxh32_intdigest)``
-and ``"poly32"`` matches ``MinHash(..., hashfunc=minhash.poly_hash32)`` (both faster, not the
-datasketch default).
+where ``F`` is ``minhash.poly_hash32`` for ``"poly32"`` (what ``DedupConfig`` uses by default:
+vectorised, the fast one), datasketch's own default ``sha1_hash32`` for ``"sha1"`` (so a plain
+``MinHash(num_perm, seed)``; ``MinHasher``'s default, as datasketch's) and
+``xxhash.xxh32_intdigest`` for ``"xxh32"``. With ``scheme="legacy"`` it equals
+``datasketch.MinHash(..., scheme="legacy")``, the arithmetic of datasketch < 2.0:
+``(a*h + b) % (2**61 - 1) & (2**32 - 1)`` on uint64 with numpy's wrap-around.
 
 A shingle is ``n`` consecutive tokens of one field, joined by one space and UTF-8 encoded, where
 tokens are exactly ``transforms.text.tokens(field)``: words for space-delimited scripts and single
@@ -317,9 +318,9 @@ def poly_hash32_spans(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> np.nd
 def hash_shingles(shingles: Sequence[bytes], hash_function: str = "sha1") -> np.ndarray:
     """32-bit hash of every shingle: datasketch's ``sha1_hash32``, ``xxh32`` or ``poly32``."""
     if hash_function == "poly32":
-        buf = b"".join(shingles)
-        ends = np.cumsum([len(x) for x in shingles], dtype=np.int64)
-        return poly_hash32_spans(buf, ends - [len(x) for x in shingles], ends)
+        lengths = np.fromiter(map(len, shingles), np.int64, len(shingles))
+        ends = np.cumsum(lengths)
+        return poly_hash32_spans(b"".join(shingles), ends - lengths, ends)
     if hash_function == "sha1":
         # Instruction data repeats itself (templates, shared definitions): when a batch holds
         # many repeated shingles, hash each distinct one once (all C-level set/dict/map work).
@@ -335,6 +336,28 @@ def hash_shingles(shingles: Sequence[bytes], hash_function: str = "sha1") -> np.
         return np.fromiter(
             map(xxhash.xxh32_intdigest, shingles), dtype=np.uint32, count=len(shingles)
         )
+    raise ValueError(f"unknown hash_function {hash_function!r}; expected one of {HASH_FUNCTIONS}")
+
+
+def sha1_hash32(data: bytes) -> int:
+    """datasketch's default ``sha1_hash32`` (first four bytes of SHA-1, little-endian)."""
+    return int.from_bytes(hashlib.sha1(data).digest()[:4], "little")
+
+
+def datasketch_hashfunc(hash_function: str):
+    """The ``hashfunc`` that makes ``datasketch.MinHash`` compute our signatures.
+
+    ``MinHash(num_perm, seed, hashfunc=datasketch_hashfunc(config.hash_function))`` checks any
+    stored signature of ``DedupConfig`` (same shingles, ``scheme="affine32"``).
+    """
+    if hash_function == "poly32":
+        return poly_hash32
+    if hash_function == "sha1":
+        return sha1_hash32
+    if hash_function == "xxh32":
+        import xxhash
+
+        return xxhash.xxh32_intdigest
     raise ValueError(f"unknown hash_function {hash_function!r}; expected one of {HASH_FUNCTIONS}")
 
 
