@@ -6,12 +6,14 @@ one is <= 0.7, instructions tokenised once with the scorer's own tokenizer (as A
 ``exact_greedy`` is the same loop with rapidfuzz's LCS on exact token codes (no candidates, no
 hashing; checked equal to the reference) for sizes where ``rouge_score`` takes days.
 
-    python -m bench.rouge_bench real                     # real sets vs rouge_score reference
-    python -m bench.rouge_bench planted --n 5000 20000   # kernel vs reference(s), recall
-    python -m bench.rouge_bench beam --n 100000 1000000  # RougeFilter on the DirectRunner
+    python -m bench.rouge_bench real --reference rouge   # real sets: recall, rouge_score reference
+    python -m bench.rouge_bench planted --n 5000 --reference rouge rapidfuzz --truth --ref-cost 20000
+    python -m bench.rouge_bench beam --n 100000 1000000 --compare --keep-output  # on DirectRunner
+    python -m bench.rouge_bench verify --n 20000 --sample 1000 --exact  # Beam's K vs rouge_score
     python -m bench.rouge_bench lsh --n 20000            # LSH vs prefix candidates
     python -m bench.rouge_bench pair-cost                # reference cost per pair
     python -m bench.rouge_bench runner-check --n 1000000 # does the DirectRunner lose records?
+    python -m bench.rouge_bench report                   # bench/results/rouge.md from the rows
 
 Every run appends JSON lines to ``bench/work/rouge_results.jsonl``; ``bench/results/rouge.md``
 is written from them. Machine: see that file (2 shared cores).
@@ -20,11 +22,14 @@ is written from them. Machine: see that file (2 shared cores).
 from __future__ import annotations
 
 import argparse
+import bisect
+import hashlib
 import json
 import multiprocessing as mp
 import os
 import platform
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -34,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import rouge_verify
 from bench.paraphrases import DATA, generate
 from transforms import rouge
 
@@ -290,17 +296,70 @@ def planted(n: int, seed: int = 0) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
+# The files whose code the Beam stage runs: rows record a hash of them, so the report can tell
+# which figures were measured with the current code.
+STAGE_FILES = ("rouge.py", "rouge_filter.py", "rouge_config.py", "text.py")
+
+
+def _loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def _machine() -> dict:
-    load = os.getloadavg()
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "load1": round(load[0], 2)}
+    from importlib.metadata import version
+
+    load = _loadavg()
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "beam": version("apache-beam"),
+        "numpy": np.__version__,
+        "rapidfuzz": version("rapidfuzz"),
+        "rouge_score": version("rouge-score"),
+        "load1": load[0],
+        "load": load,  # 1, 5 and 15 minutes, when the row is written (the run's end)
+    }
 
 
-def _record(row: dict) -> None:
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and of its reaped children so far."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def stage_hash() -> str:
+    """Short hash of the stage's source files (``STAGE_FILES`` under transforms/)."""
+    root = Path(__file__).resolve().parents[1] / "transforms"
+    digest = hashlib.sha256()
+    for name in STAGE_FILES:
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _commit() -> str | None:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() or None
+
+
+def _record(row: dict) -> dict:
     WORK.mkdir(exist_ok=True)
-    row = {**row, "machine": _machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    row = {
+        **row,
+        "machine": _machine(),
+        "code": {"commit": _commit(), "stage": stage_hash()},
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     with RESULTS.open("a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row), flush=True)
+    return row
 
 
 def _kernel(texts: list[str], threshold: float, method: str = "prefix") -> dict:
@@ -317,29 +376,33 @@ def _kernel(texts: list[str], threshold: float, method: str = "prefix") -> dict:
 
 
 def run_real(args) -> None:
+    """Real sets: kernel, brute-force recall and, with ``--reference rouge``, the reference."""
     for name, texts in real_sets().items():
+        if args.sets and name not in args.sets:
+            continue
+        load_start = _loadavg()
         ours = _kernel(texts, args.threshold)
-        t0 = time.perf_counter()
-        ref, ref_dropped = reference_greedy_parallel(texts, args.threshold, args.processes)
-        ref_s = time.perf_counter() - t0
         truth = all_pairs_above(ours["tokens"], args.threshold)
         found = {(min(a, b), max(a, b)) for a, b in _edges(ours)}
-        _record(
-            {
-                "run": "real",
-                "set": name,
-                "n": len(texts),
-                "kept": sum(ours["kept"]),
-                "identical_kept_set": ours["kept"] == ref,
-                "identical_survivors": ours["dropped"] == ref_dropped,
-                "max_abs_score_diff": _score_diff(ours["dropped"], ref_dropped),
-                "pairs_above": len(truth),
-                "recall": _recall(found, truth),
-                "ours_s": round(ours["seconds"], 3),
-                "reference_s": round(ref_s, 3),
-                "reference_processes": args.processes,
-            }
-        )
+        row = {
+            "run": "real",
+            "set": name,
+            "n": len(texts),
+            "load_start": load_start,
+            "kept": sum(ours["kept"]),
+            "pairs_above": len(truth),
+            "recall": _recall(found, truth),
+            "ours_s": round(ours["seconds"], 3),
+        }
+        if "rouge" in args.reference:
+            t0 = time.perf_counter()
+            ref, ref_dropped = reference_greedy_parallel(texts, args.threshold, args.processes)
+            row["reference_s"] = round(time.perf_counter() - t0, 3)
+            row["reference_processes"] = args.processes
+            row["identical_kept_set"] = ours["kept"] == ref
+            row["identical_survivors"] = ours["dropped"] == ref_dropped
+            row["max_abs_score_diff"] = _score_diff(ours["dropped"], ref_dropped)
+        _record(row)
 
 
 def _edges(result: dict):
@@ -367,18 +430,25 @@ def _score_diff(a: dict, b: dict) -> float:
 def run_planted(args) -> None:
     for n in args.n:
         texts = planted(n, args.seed)
+        load_start = _loadavg()
         ours = _kernel(texts, args.threshold)
         row = {
             "run": "planted",
             "n": n,
+            "load_start": load_start,
             "kept": sum(ours["kept"]),
             "ours_kernel_s": round(ours["seconds"], 2),
             "stats": ours["stats"],
+            # What the O(N^2) reference scores on this input (its kept set is ours: verified).
+            "reference_pairs": rouge_verify.reference_pairs(ours["kept"]),
         }
+        if args.ref_cost:
+            row.update(_reference_cost(texts, ours["kept"], args.ref_cost, args.processes))
         if "rouge" in args.reference:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), _cpu()
             ref, ref_dropped = reference_greedy_parallel(texts, args.threshold, args.processes)
             row["reference_rouge_s"] = round(time.perf_counter() - t0, 1)
+            row["reference_rouge_cpu_s"] = round(_cpu() - cpu0, 1)
             row["identical_to_rouge_reference"] = ours["kept"] == ref
             row["identical_survivors"] = ours["dropped"] == ref_dropped
             row["max_abs_score_diff"] = _score_diff(ours["dropped"], ref_dropped)
@@ -408,6 +478,117 @@ def run_planted(args) -> None:
             row["sampled_pairs_above"] = len(truth)
             row["sampled_recall"] = _recall(found, truth)
         _record(row)
+
+
+def _reference_cost(texts: list[str], kept: list[bool], count: int, processes: int) -> dict:
+    """The reference's cost on this input, from ``count`` of the pairs it would score.
+
+    Pairs are drawn uniformly from those the reference scores (i, and j kept before i) and
+    ``rouge_scorer._score_lcs`` is timed on them in CPU seconds; the estimate is tokenising +
+    pairs x that cost in CPU seconds, and that divided by the processes of
+    ``reference_greedy_parallel`` for the wall time on idle cores (ideal split).
+    """
+    t0 = time.process_time()
+    tokens = rouge_verify.reference_tokens(texts)
+    tokenize_s = time.process_time() - t0
+    pairs = rouge_verify.sample_reference_pairs(kept, count, seed=1)
+    per_pair = rouge_verify.pair_cost_us(tokens, pairs)
+    total = rouge_verify.reference_pairs(kept)
+    return {
+        "ref_cost_sampled_pairs": len(pairs),
+        "ref_pair_us": round(per_pair, 2),
+        "ref_tokenize_s": round(tokenize_s, 2),
+        "reference_estimate_s": round(tokenize_s + total * per_pair * 1e-6 / processes, 1),
+        "reference_estimate_cpu_s": round(tokenize_s + total * per_pair * 1e-6, 1),
+        "reference_estimate_processes": processes,
+    }
+
+
+def run_verify(args) -> None:
+    """The Beam stage's kept set (``beam --keep-output``) checked against rouge_score.
+
+    Every removed record: its named survivor is kept, earlier, and scores above the threshold.
+    A random sample of kept records: no earlier kept record scores above it. With ``--exact``,
+    all decisions against ``exact_greedy`` on rouge_score's tokens. See ``bench.rouge_verify``.
+    """
+    samples = args.sample + [args.sample[-1]] * (len(args.n) - len(args.sample))
+    for n, k in zip(args.n, samples):
+        texts = planted(n, args.seed)
+        out = beam_output_dir(n, args.seed)
+        beam_run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        load_start = _loadavg()
+        kept_ids = [line.strip() for p in out.glob("kept*") for line in p.open()]
+        removed_rows = [json.loads(line) for p in out.glob("removed*") for line in p.open()]
+        index = {f"p{i}": i for i in range(n)}
+        kept = [False] * n
+        for rid in kept_ids:
+            kept[index[rid]] = True
+        removed = [(index[r["id"]], index[r["survivor_id"]], r["similarity"]) for r in removed_rows]
+        seen = sorted([index[r] for r in kept_ids] + [i for i, _, _ in removed])
+        t0 = time.perf_counter()
+        tokens = rouge_verify.reference_tokens(texts)
+        removed_check = rouge_verify.check_removed(tokens, kept, removed, args.threshold)
+        removed_s = time.perf_counter() - t0
+        rng = random.Random(args.seed)
+        sample = rng.sample([i for i in range(n) if kept[i]], min(k, sum(kept)))
+        kept_check = rouge_verify.check_kept(tokens, kept, sample, args.threshold, args.processes)
+        row = {
+            "run": "verify",
+            "n": n,
+            "load_start": load_start,
+            "beam_run": {key: beam_run.get(key) for key in ("time", "code", "mode", "wall_s")},
+            "every_record_once": seen == list(range(n)),
+            "kept": sum(kept),
+            "removed_checked": removed_check.checked,
+            "removed_ok": removed_check.ok,
+            "removed_score_equal": removed_check.score_equal,
+            "removed_failures": removed_check.failures,
+            "removed_s": round(removed_s, 1),
+            "kept_sampled": kept_check.sampled,
+            "kept_ok": kept_check.ok,
+            "kept_max_f1": kept_check.max_f1,
+            "kept_pairs_scored": kept_check.pairs,
+            "kept_s": round(kept_check.seconds, 1),
+            "kept_failures": kept_check.failures,
+            "processes": args.processes,
+        }
+        row.update(_controls(tokens, kept, removed, args, rng))
+        if args.exact:
+            t0 = time.perf_counter()
+            exact = exact_greedy(tokens, args.threshold)
+            row["exact_greedy_s"] = round(time.perf_counter() - t0, 1)
+            row["exact_greedy_identical"] = exact == kept
+            row["exact_greedy_differences"] = sum(a != b for a, b in zip(exact, kept))
+        _record(row)
+
+
+def _controls(tokens, kept, removed, args, rng: random.Random) -> dict:
+    """Negative controls: the checks must fail on wrong decisions.
+
+    ``args.controls`` removed records are flipped to kept (the kept check must reject each),
+    and the same number of audit rows get a wrong survivor, a random earlier kept record (the
+    removed check must reject nearly all: a random pair rarely scores above the threshold).
+    """
+    picks = rng.sample(removed, min(args.controls, len(removed)))
+    flipped = list(kept)
+    for i, _, _ in picks:
+        flipped[i] = True
+    caught = rouge_verify.check_kept(
+        tokens, flipped, [i for i, _, _ in picks], args.threshold, args.processes
+    )
+    kept_idx = [j for j in range(len(kept)) if kept[j]]
+    wrong = []
+    for i, s, sim in picks:
+        before = kept_idx[: bisect.bisect_left(kept_idx, i)]
+        if len(before) > 1:
+            wrong.append((i, rng.choice([j for j in before[-1000:] if j != s]), sim))
+    rejected = rouge_verify.check_removed(tokens, kept, wrong, args.threshold)
+    return {
+        "control_flipped": caught.sampled,
+        "control_flipped_rejected": caught.sampled - caught.ok,
+        "control_wrong_survivor": rejected.checked,
+        "control_wrong_survivor_rejected": rejected.checked - rejected.ok,
+    }
 
 
 def run_lsh(args) -> None:
@@ -497,7 +678,13 @@ def run_beam(args) -> None:
     for n in args.n:
         texts = planted(n, args.seed)
         path = _records_dir(n, args.seed, texts)
-        out = Path(tempfile.mkdtemp(prefix="rouge_beam_", dir=WORK))
+        if args.keep_output:  # for ``verify``: a fixed place, replaced by each run
+            out = beam_output_dir(n, args.seed)
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+        else:
+            out = Path(tempfile.mkdtemp(prefix="rouge_beam_", dir=WORK))
+        load_start = _loadavg()
         cmd = [
             sys.executable,
             "-m",
@@ -510,9 +697,10 @@ def run_beam(args) -> None:
             "--partitions",
             str(args.partitions),
         ]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _cpu()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         secs = time.perf_counter() - t0
+        cpu_s = _cpu() - cpu0  # the child and the workers it reaped
         if proc.returncode != 0:
             print(proc.stderr[-4000:], file=sys.stderr)
             raise SystemExit(proc.returncode)
@@ -524,6 +712,8 @@ def run_beam(args) -> None:
         for p in out.glob("removed*"):
             removed_ids.extend(json.loads(line)["id"] for line in p.open())
         row = {"run": "beam", "n": n, "mode": args.mode, "wall_s": round(secs, 1), **child}
+        row["load_start"] = load_start
+        row["cpu_s"] = round(cpu_s, 1)
         row["kept_rows"], row["removed_rows"] = len(kept_ids), len(removed_ids)
         row["rows_reconcile"] = sorted(kept_ids + removed_ids) == sorted(f"p{i}" for i in range(n))
         if args.compare:
@@ -532,11 +722,20 @@ def run_beam(args) -> None:
             row["identical_to_kernel"] = expect == set(kept_ids)
             row["kernel_only_kept"] = len(expect - set(kept_ids))
             row["beam_only_kept"] = len(set(kept_ids) - expect)
-        if row.get("identical_to_kernel", True) and row["rows_reconcile"]:
+        if args.keep_output:
+            row["output"] = str(out)
+        elif row.get("identical_to_kernel", True) and row["rows_reconcile"]:
             shutil.rmtree(out)
         else:
             row["outputs_kept_in"] = str(out)
-        _record(row)
+        row = _record(row)
+        if args.keep_output:
+            (out / "run.json").write_text(json.dumps(row), encoding="utf-8")
+
+
+def beam_output_dir(n: int, seed: int) -> Path:
+    """Where ``beam --keep-output`` leaves the stage's kept ids and removed rows."""
+    return WORK / f"rouge_beam_out_{n}_{seed}"
 
 
 def _read_jsonl(path: str):
@@ -596,16 +795,18 @@ def _beam_child(argv: list[str]) -> None:
     print(json.dumps({"pipeline_s": round(secs, 1), "counters": counters}))
 
 
-class _RouteCheck:
+def _route_check(rec, total):
     """Sends every 7th record through a GroupByKey, the rest straight on (as RougeFilter's
-    routing does); the side input only makes the stage wait for a global result."""
+    routing does); the side input only makes the stage wait for a global result.
 
-    def __call__(self, rec, total):
-        import apache_beam as beam
+    A plain function: Beam wraps a callable *object* given to FlatMap in a one-argument
+    lambda, so it could not take the side input.
+    """
+    import apache_beam as beam
 
-        if rec["source_index"] % 7 == 0:
-            return [rec]
-        return [beam.pvalue.TaggedOutput("direct", rec)]
+    if rec["source_index"] % 7 == 0:
+        return [rec]
+    return [beam.pvalue.TaggedOutput("direct", rec)]
 
 
 def _runner_check_once(source: str, files: list[str], single: str) -> dict:
@@ -626,7 +827,7 @@ def _runner_check_once(source: str, files: list[str], single: str) -> dict:
         total = beam.pvalue.AsSingleton(
             recs | "One" >> beam.Map(lambda r: 1) | beam.CombineGlobally(sum)
         )
-        routed = recs | beam.FlatMap(_RouteCheck(), total).with_outputs("direct", main="main")
+        routed = recs | beam.FlatMap(_route_check, total).with_outputs("direct", main="main")
         grouped = (
             routed.main
             | "Key" >> beam.Map(lambda r: (r["id"], r))
@@ -664,10 +865,18 @@ def run_runner_check(args) -> None:
     try:
         for _ in range(args.repeat):
             for source in ("read_from_text", "create_shards"):
+                load_start = _loadavg()
                 row = _runner_check_once(source, files, str(single))
+                row["load_start"] = load_start
                 _record({"run": "runner_check", "n": n, **row, "lost": n - row["lines"]})
     finally:
         single.unlink()
+
+
+def run_report(args) -> None:
+    from bench.rouge_report import write_report
+
+    print(write_report(RESULTS, stage_hash()))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -677,7 +886,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "what", choices=["real", "planted", "beam", "lsh", "pair-cost", "runner-check"]
+        "what",
+        choices=["real", "planted", "beam", "verify", "lsh", "pair-cost", "runner-check", "report"],
     )
     parser.add_argument("--n", type=int, nargs="+", default=[5000])
     parser.add_argument("--seed", type=int, default=0)
@@ -689,15 +899,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", default="multi_processing")
     parser.add_argument("--partitions", type=int, default=32)
     parser.add_argument("--compare", action="store_true", help="beam: compare with the kernel")
+    parser.add_argument(
+        "--keep-output", action="store_true", help="beam: keep kept ids and removed rows (verify)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runner-check: runs per source")
+    parser.add_argument(
+        "--ref-cost", type=int, default=0, help="planted: pairs sampled to time the reference"
+    )
+    parser.add_argument(
+        "--sample", type=int, nargs="+", default=[1000], help="verify: kept decisions per --n"
+    )
+    parser.add_argument("--exact", action="store_true", help="verify: also exact_greedy")
+    parser.add_argument("--controls", type=int, default=10, help="verify: negative controls")
+    parser.add_argument("--sets", nargs="*", default=[], help="real: only these sets")
     args = parser.parse_args(argv)
     {
         "real": run_real,
         "planted": run_planted,
         "beam": run_beam,
+        "verify": run_verify,
         "lsh": run_lsh,
         "pair-cost": run_pair_cost,
         "runner-check": run_runner_check,
+        "report": run_report,
     }[args.what](args)
 
 
