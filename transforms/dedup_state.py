@@ -30,7 +30,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from transforms import minhash
-from transforms.dedup import EXACT, MINHASH
+from transforms.dedup import EXACT, MINHASH, removed_row
 from transforms.dedup_config import DedupConfig
 
 NAMESPACE = "instructmix.refresh"
@@ -42,20 +42,11 @@ def _provenance(row: dict) -> tuple:
 
 
 def _removed_row(record: dict, survivor: tuple, stage: str, similarity: float) -> dict:
+    """``dedup.removed_row`` with the survivor given by its provenance (id, file, index)."""
     survivor_id, survivor_file, survivor_index = survivor
-    return {
-        "id": record.get("id"),
-        "source": record.get("source"),
-        "source_file": record.get("source_file"),
-        "source_index": record.get("source_index"),
-        "task": record.get("task"),
-        "stage": stage,
-        "survivor_id": survivor_id,
-        "survivor_source_file": survivor_file,
-        "survivor_source_index": survivor_index,
-        "similarity": float(similarity),
-        "detail": DETAIL,
-    }
+    rank = (0, survivor_id or "", survivor_file or "", -1 if survivor_index is None else
+            survivor_index, 0)
+    return removed_row(record, rank, stage, similarity, DETAIL)
 
 
 class _SortedKeys(beam.CombineFn):
