@@ -851,9 +851,11 @@ def _runner_check_once(source: str, files: list[str], single: str) -> dict:
 def run_runner_check(args) -> None:
     """Is the multi-process DirectRunner losing records? Same pipeline, two sources.
 
-    Observed on Beam 2.77 (2 cores, 1M records): with ReadFromText, 2 of 5 runs wrote 1.3%
-    and 14% fewer records than they read, without any error; with Create(shards) + FlatMap,
-    0 of 3. RougeFilter's own tests and counters are not involved (plain Beam transforms).
+    Observed earlier on Beam 2.77 (2 cores, 1M records; not recorded as rows, and with an
+    earlier form of this check): with ReadFromText, 2 of 5 runs wrote 1.3% and 14% fewer
+    records than they read, without any error; with Create(shards) + FlatMap, 0 of 3. Not
+    reproduced for bench/results/rouge.md: 0 of 3 runs of each lost a record. RougeFilter is
+    not involved (plain Beam transforms).
     """
     n = args.n[0]
     path = _records_dir(n, args.seed, planted(n, args.seed))

@@ -132,7 +132,9 @@ once reading one 125 MB JSONL file with `ReadFromText` and once reading the 16 s
 rest straight on, a `CombineGlobally` side input makes the stage wait; the ids are written with
 `WriteToText` and the lines counted. Earlier runs, described in the script's docstring but
 not recorded as rows: with `ReadFromText`, 2 of 5 runs wrote 1.3% and 14% fewer lines than
-records, without any error; with the shards, 0 of 3.
+records, without any error; with the shards, 0 of 3. (The check as committed could not run:
+it gave `FlatMap` a callable object, which Beam wraps in a one-argument lambda, so the side
+input failed; it now uses a function. The earlier runs were made with another form of it.)
 """
 
 INGEST_NOTE = """\
