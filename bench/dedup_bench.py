@@ -13,6 +13,8 @@ shared cores, and CPU time is what "per core" means when other jobs compete for 
              MinHash (``update_batch``), rensa ``RMinHash`` (its own hash; a kernel).
 * loop     — the usual datasketch dedup loop: MinHash + MinHashLSH(threshold 0.7, 128 perms),
              query then insert, over the records (same shingling as ours); quality scored.
+             Twice: a fresh ``MinHash(num_perm=128)`` per record, as datasketch's README does,
+             and with the permutations drawn once and reused (the tuned loop).
 * pipeline — ``Deduplicate`` on the FnApiRunner (what DirectRunner runs offline): in-process
              and multi-process (``--workers``); read Parquet, write removed rows; quality scored.
 * flink    — the same pipeline on the local Flink job server (embedded Flink, which sorts and
@@ -339,7 +341,10 @@ def part_kernel(n: int) -> list[dict]:
     return out
 
 
-def part_loop(n: int) -> list[dict]:
+def part_loop(n: int, permutations: str = "fresh") -> list[dict]:
+    """The datasketch loop. ``fresh``: ``MinHash(num_perm=128)`` per record, as datasketch's
+    README does (each one draws its 128 permutations again); ``reused``: the permutations drawn
+    once and passed to every ``MinHash`` (``permutations=``, ``scheme=``), the tuned form."""
     from datasketch import MinHash, MinHashLSH
 
     from transforms import minhash
@@ -351,10 +356,14 @@ def part_loop(n: int) -> list[dict]:
     minhash.tokenize_normalized("")
     t0, c0 = time.perf_counter(), _cpu()
     lsh = MinHashLSH(threshold=0.7, num_perm=128)
+    first = MinHash(num_perm=128, seed=1)
+    reuse = {"permutations": first.permutations, "scheme": first.scheme}
+    if permutations == "fresh":
+        reuse = {}
     removed = []
     for r in records:
         shingles = minhash.shingle_set(normalized_fields(r, config.fields), 5, 5)
-        m = MinHash(num_perm=128, seed=1)
+        m = MinHash(num_perm=128, seed=1, **reuse)
         m.update_batch(list(shingles))
         hits = lsh.query(m)
         if hits:
@@ -371,7 +380,8 @@ def part_loop(n: int) -> list[dict]:
     ]
     return [
         {
-            "what": "datasketch MinHash + MinHashLSH loop",
+            "what": "datasketch MinHash + MinHashLSH loop"
+            + (", permutations reused" if reuse else ""),
             "records": n,
             "wall_s": wall,
             "cpu_s": cpu,
@@ -516,12 +526,12 @@ def _child(part: str, n: int, extra: list[str]) -> None:
     if part == "kernel":
         rows = part_kernel(n)
     elif part == "loop":
-        rows = part_loop(n)
+        rows = part_loop(n, *extra)
     elif part == "pipeline":
         workers, hf, read_only = int(extra[0]), extra[1], extra[2] == "1"
         rows = part_pipeline(n, workers, hf, read_only)
     elif part == "flink":
-        rows = part_flink(n, extra[0], extra[1] if len(extra) > 1 else "")
+        rows = part_flink(n, extra[0], extra[1], int(extra[2]))
     else:
         raise SystemExit(f"unknown part {part}")
     for row in rows:
@@ -557,6 +567,12 @@ def main(argv=None):
     parser.add_argument("--hash", default=None, help="default: DedupConfig's hash_function")
     parser.add_argument("--config", default="{}", help="JSON of other DedupConfig overrides")
     parser.add_argument("--flink-args", default="", help="extra pipeline options for Flink")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=2,
+        help="Flink parallelism (above 4, also set INSTRUCTMIX_FLINK_PARALLELISM for the slots)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     if args.child:
@@ -571,13 +587,14 @@ def main(argv=None):
     if "kernel" in parts:
         _spawn("kernel", args.n)
     if "loop" in parts:
-        _spawn("loop", args.n)
+        _spawn("loop", args.n, "fresh")
+        _spawn("loop", args.n, "reused")
     if "pipeline" in parts:
         _spawn("pipeline", args.n, "1", overrides, "1")
         for workers in args.workers.split(","):
             _spawn("pipeline", args.n, workers, overrides, "0")
     if "flink" in parts:
-        _spawn("flink", args.n, overrides, args.flink_args)
+        _spawn("flink", args.n, overrides, args.flink_args, str(args.parallelism))
 
 
 if __name__ == "__main__":

@@ -557,7 +557,9 @@ class _DedupCore(beam.PTransform):
         batched = records | "Batch" >> beam.BatchElements(
             min_batch_size=c.batch_size, max_batch_size=c.batch_size
         )
-        batches = batched | "PackBatch" >> beam.Map(pack)
+        # Reshuffled so that the batches of one input split (a single-row-group Parquet file is
+        # one split) spread over all workers: Flink keeps a split's elements on one subtask.
+        batches = batched | "PackBatch" >> beam.Map(pack) | "SpreadBatches" >> beam.Reshuffle()
         # Output: (record shards, band shards), from the number of records (counted per batch).
         layout_pc = (
             batched

@@ -101,6 +101,13 @@ write_conf() {  # $1 = parallelism; prints the conf directory
 parallelism.default: $1
 taskmanager.numberOfTaskSlots: $1
 EOF
+  if (( $1 > 4 )); then
+    # Every shuffle needs buffers for parallelism^2 channels: the embedded Flink's default 64 MB
+    # of network memory stops a job at parallelism 8 ("Insufficient number of network buffers").
+    local net=$(( 4 * $1 * $1 ))
+    printf 'taskmanager.memory.network.min: %smb\ntaskmanager.memory.network.max: %smb\n' \
+      "$net" "$net" >>"$tmpf"
+  fi
   mv "$tmpf" "$dir/flink-conf.yaml"
   tmpf="$(mktemp "$dir/.tmp.XXXXXX")"
   cat >"$tmpf" <<EOF
