@@ -356,10 +356,12 @@ def part_loop(n: int, permutations: str = "fresh") -> list[dict]:
     minhash.tokenize_normalized("")
     t0, c0 = time.perf_counter(), _cpu()
     lsh = MinHashLSH(threshold=0.7, num_perm=128)
-    first = MinHash(num_perm=128, seed=1)
-    reuse = {"permutations": first.permutations, "scheme": first.scheme}
-    if permutations == "fresh":
-        reuse = {}
+    reuse = {}
+    if permutations == "reused":
+        first = MinHash(num_perm=128, seed=1)
+        reuse = {"permutations": first.permutations, "scheme": first.scheme}
+    elif permutations != "fresh":
+        raise SystemExit(f"loop: permutations must be fresh or reused, not {permutations!r}")
     removed = []
     for r in records:
         shingles = minhash.shingle_set(normalized_fields(r, config.fields), 5, 5)
