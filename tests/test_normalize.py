@@ -46,3 +46,31 @@ def test_unknown_and_missing_fields_are_reported():
 def test_any_well_typed_record_normalizes_with_every_field(text_in, text_out, index):
     kept, dead = normalize_record(_record(input=text_in, output=text_out, source_index=index))
     assert dead is None and set(kept) == set(FIELDS) and kept["id"]
+
+
+_CANDIDATES = [
+    None, "text", "", 3, True, 2.5, [], ["a", None], [1], ["a", 2], [[1]],
+    {"role": "user", "content": "hi"}, [{"role": "user", "content": "hi"}],
+    [{"role": "user", "content": 3}], [{"role": "user", "colour": "red"}],
+    [{"input": "x", "output": "y", "explanation": None}], [{"input": 1}], [None],
+]
+
+
+def test_every_value_the_schema_check_accepts_converts_to_arrow():
+    """Whatever the per-type checkers accept, pyarrow must convert: else the writer fails later."""
+    import pyarrow as pa
+
+    from transforms.normalize import _FIELD_CHECKS
+
+    accepted = 0
+    for name, arrow_type, fits in _FIELD_CHECKS:
+        for value in _CANDIDATES:
+            try:
+                pa.array([value], type=arrow_type)
+                converts = True
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+                converts = False
+            if fits(value):
+                accepted += 1
+                assert converts, (name, value)
+    assert accepted > len(_FIELD_CHECKS)  # None fits every field, and more than None fits

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Callable
 
 import apache_beam as beam
 import pyarrow as pa
@@ -35,41 +36,52 @@ def record_id(record: dict) -> str:
     )
 
 
-def _fits(value, arrow_type: pa.DataType) -> bool:
-    """Whether a Python value converts to ``arrow_type`` (None always does)."""
-    if value is None:
-        return True
+def _checker(arrow_type: pa.DataType) -> Callable[[object], bool]:
+    """A function telling whether a Python value converts to ``arrow_type`` (None always does).
+
+    Built once per type: asking ``pa.types`` about the type for every value of every record
+    cost more than the rest of ingest (measured: ~90 us of ~200 us per record).
+    """
     if pa.types.is_string(arrow_type):
-        return isinstance(value, str)
+        return lambda v: v is None or isinstance(v, str)
     if pa.types.is_integer(arrow_type):
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))
     if pa.types.is_floating(arrow_type):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
     if pa.types.is_list(arrow_type):
-        return isinstance(value, list) and all(_fits(v, arrow_type.value_type) for v in value)
+        item = _checker(arrow_type.value_type)
+        return lambda v: v is None or (isinstance(v, list) and all(map(item, v)))
     if pa.types.is_struct(arrow_type):
-        names = {arrow_type.field(i).name for i in range(arrow_type.num_fields)}
-        return (
-            isinstance(value, dict)
-            and set(value) <= names
-            and all(_fits(value.get(f.name), f.type) for f in arrow_type)
+        names = frozenset(arrow_type.field(i).name for i in range(arrow_type.num_fields))
+        fields = [(f.name, _checker(f.type)) for f in arrow_type]
+        return lambda v: (
+            v is None
+            or (
+                isinstance(v, dict)
+                and names.issuperset(v)
+                and all(ok(v.get(n)) for n, ok in fields)
+            )
         )
     raise TypeError(f"no check for Arrow type {arrow_type}")
+
+
+_FIELD_CHECKS = [(field.name, field.type, _checker(field.type)) for field in CORPUS_SCHEMA]
+_FIELD_NAMES = frozenset(CORPUS_SCHEMA.names)
 
 
 def _type_errors(record: dict) -> list[str]:
     """Fields whose value does not fit the Arrow schema (plain Python: fast per record)."""
     return [
-        f"{field.name}: {type(record[field.name]).__name__} is not {field.type}"
-        for field in CORPUS_SCHEMA
-        if not _fits(record[field.name], field.type)
+        f"{name}: {type(record[name]).__name__} is not {arrow_type}"
+        for name, arrow_type, fits in _FIELD_CHECKS
+        if not fits(record[name])
     ]
 
 
 def normalize_record(record: dict) -> tuple[dict | None, dict | None]:
     """(record with id, None) if it fits the schema, else (None, dead letter)."""
-    missing = [name for name in CORPUS_SCHEMA.names if name not in record]
-    extra = sorted(set(record) - set(CORPUS_SCHEMA.names))
+    missing = [name for name, _, _ in _FIELD_CHECKS if name not in record]
+    extra = sorted(set(record) - _FIELD_NAMES)
     errors = [f"missing field {name}" for name in missing] + [f"unknown field {n}" for n in extra]
     if not errors:
         errors = _type_errors(record)
