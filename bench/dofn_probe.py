@@ -34,7 +34,8 @@ _DOFNS = {
 }
 
 
-def _rss_mb() -> int:
+def rss_mb() -> int:
+    """This process's resident set size now (VmRSS), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -54,7 +55,7 @@ def _input_size(element) -> list[int] | None:
 
 def _probe_class(base: type, name: str) -> type:
     def process(self, element, *args):
-        before, start = _rss_mb(), time.time()
+        before, start = rss_mb(), time.time()
         outputs = list(base.process(self, element, *args))
         row = {
             "dofn": name,
@@ -63,7 +64,7 @@ def _probe_class(base: type, name: str) -> type:
             "input": _input_size(element),
             "outputs": len(outputs),
             "rss_before_mb": before,
-            "rss_after_mb": _rss_mb(),
+            "rss_after_mb": rss_mb(),
         }
         with open(os.environ[ENV], "a") as f:
             f.write(json.dumps(row) + "\n")

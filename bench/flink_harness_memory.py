@@ -22,14 +22,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from bench.dedup_bench import RssSampler
-
-
-def _rss_mb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) // 1024
-    return 0
+from bench.dofn_probe import rss_mb
 
 
 class _Count(beam.DoFn):
@@ -37,7 +30,7 @@ class _Count(beam.DoFn):
         self.log = log
 
     def start_bundle(self):
-        self.elements, self.rss_start = 0, _rss_mb()
+        self.elements, self.rss_start = 0, rss_mb()
 
     def process(self, element):
         self.elements += 1
@@ -45,7 +38,7 @@ class _Count(beam.DoFn):
 
     def finish_bundle(self):
         row = {"pid": os.getpid(), "elements": self.elements, "rss_start_mb": self.rss_start}
-        row["rss_end_mb"] = _rss_mb()
+        row["rss_end_mb"] = rss_mb()
         with open(self.log, "a") as f:
             f.write(json.dumps(row) + "\n")
 
