@@ -166,7 +166,7 @@ def test_han_shortcut_agrees_with_the_allowed_labels(text):
 @pytest.mark.parametrize("script", ["Latn", "Cyrl", "Arab", "Kana", "Hang", "Thai", "Grek", None])
 def test_script_shortcut_agrees_with_the_allowed_labels(script):
     allowed = allowed_labels(script, "text")
-    if allowed is None or script == "Latn" or len(allowed) > 1:
+    if allowed is None or len(allowed) > 1:
         assert script_label(script, "text") is None
     else:
         assert script_label(script, "text") == next(iter(allowed))

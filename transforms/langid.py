@@ -428,7 +428,6 @@ _LABELS_BY_SCRIPT = {
 _NOT_LATIN = frozenset().union(*_LABELS_BY_SCRIPT.values()) - {
     "__label__" + label for label in ("sr", "sh", "uz", "ku")
 } | {"__label__wuu", "__label__yue"}
-_LATIN = frozenset({"<latin>"})  # sentinel: any label not in _NOT_LATIN
 # Written Cantonese and Wu have characters Standard Chinese does not use; lid.176.ftz calls
 # short Mandarin "wuu" or "yue" without them (docs/langid.md), so they must be present.
 _CANTONESE_CHARS = "嘅唔咗佢冇嘢喺啲嚟哋噉睇攞咩嗰啱乜"
@@ -446,11 +445,13 @@ _SINGLE_LABEL.pop("Hani")  # Han may also be Cantonese or Wu (see allowed_labels
 
 
 def allowed_labels(script: str | None, text: str = "") -> frozenset[str] | None:
-    """The lid.176 labels a text in ``script`` can have (None: no restriction)."""
-    if script is None or script == "Other":
+    """The lid.176 labels a text in ``script`` can have (None: no list of them).
+
+    Latin has no list: it is every label not of another script (``_NOT_LATIN``), which
+    ``gate_prediction`` checks itself.
+    """
+    if script is None or script in ("Other", "Latn"):
         return None
-    if script == "Latn":
-        return _LATIN
     if script == "Hani":
         labels = {"__label__zh"}
         if _CANTONESE.search(text):
