@@ -30,6 +30,7 @@ from transforms.dedup import (
     normalize,
     normalized_fields,
     rank_key,
+    rank_provenance,
     removed_row,
 )
 from transforms.dedup_config import DedupConfig
@@ -174,7 +175,11 @@ def test_rank_key_orders_by_priority_then_id():
 
 def test_removed_row_matches_schema():
     row = removed_row(
-        _rec("x", "web", 4), rank_key(_rec("y", "gold", 2), CONFIG), "exact", 1.0, "d"
+        _rec("x", "web", 4),
+        rank_provenance(rank_key(_rec("y", "gold", 2), CONFIG)),
+        "exact",
+        1.0,
+        "d",
     )
     assert list(row) == REMOVED_SCHEMA.names
     assert (row["survivor_id"], row["survivor_source_file"], row["survivor_source_index"]) == (

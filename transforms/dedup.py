@@ -155,9 +155,15 @@ def exact_hash(normalized: list[str]) -> str:
     return stable_hash(*normalized)
 
 
+def rank_provenance(rank: tuple) -> tuple[str | None, str | None, int | None]:
+    """(id, source_file, source_index) of a node given by its ``rank_key``."""
+    _, ident, source_file, index, _ = rank
+    return ident or None, source_file or None, None if index < 0 else index
+
+
 def removed_row(record: dict, survivor: tuple, stage: str, similarity: float, detail: str) -> dict:
-    """A REMOVED_SCHEMA row; ``survivor`` is the survivor's rank key (it holds its provenance)."""
-    _, survivor_id, survivor_file, survivor_index, _ = survivor
+    """A REMOVED_SCHEMA row; ``survivor`` is the survivor's (id, source_file, source_index)."""
+    survivor_id, survivor_file, survivor_index = survivor
     return {
         "id": record.get("id"),
         "source": record.get("source"),
@@ -165,9 +171,9 @@ def removed_row(record: dict, survivor: tuple, stage: str, similarity: float, de
         "source_index": record.get("source_index"),
         "task": record.get("task"),
         "stage": stage,
-        "survivor_id": survivor_id or None,
-        "survivor_source_file": survivor_file or None,
-        "survivor_source_index": None if survivor_index < 0 else survivor_index,
+        "survivor_id": survivor_id,
+        "survivor_source_file": survivor_file,
+        "survivor_source_index": survivor_index,
         "similarity": float(similarity),
         "detail": detail,
     }
@@ -492,14 +498,21 @@ class _DecideShardFn(beam.DoFn):
                 if i < len(exact):  # identical copies of one node: as many removed as decided
                     yield beam.pvalue.TaggedOutput(
                         "removed",
-                        removed_row(record, exact[i][0], EXACT, 1.0, "normalised text identical"),
+                        removed_row(
+                            record,
+                            rank_provenance(exact[i][0]),
+                            EXACT,
+                            1.0,
+                            "normalised text identical",
+                        ),
                     )
                 elif roots:
                     root = min(r[0] for r in roots)
                     similarity, detail = minhash_decision(node, root, links)
                     removed += 1
                     yield beam.pvalue.TaggedOutput(
-                        "removed", removed_row(record, root, MINHASH, similarity, detail)
+                        "removed",
+                        removed_row(record, rank_provenance(root), MINHASH, similarity, detail),
                     )
                 else:
                     kept += 1

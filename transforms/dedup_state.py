@@ -41,14 +41,6 @@ def _provenance(row: dict) -> tuple:
     return (row.get("id"), row.get("source_file"), row.get("source_index"))
 
 
-def _removed_row(record: dict, survivor: tuple, stage: str, similarity: float) -> dict:
-    """``dedup.removed_row`` with the survivor given by its provenance (id, file, index)."""
-    survivor_id, survivor_file, survivor_index = survivor
-    rank = (0, survivor_id or "", survivor_file or "", -1 if survivor_index is None else
-            survivor_index, 0)
-    return removed_row(record, rank, stage, similarity, DETAIL)
-
-
 class _SortedKeys(beam.CombineFn):
     """The new records' band keys as one sorted, distinct int64 array (a side input)."""
 
@@ -94,8 +86,11 @@ class _VerifyBucket(beam.DoFn):
 
     def process(self, element):
         _, members = element
-        old = [(prov, minhash.signature_from_bytes(sig)) for kind, prov, sig in members
-               if kind == "old"]
+        old = [
+            (prov, minhash.signature_from_bytes(sig))
+            for kind, prov, sig in members
+            if kind == "old"
+        ]
         if not old:
             return
         old_sigs = np.stack([sig for _, sig in old])
@@ -120,8 +115,9 @@ class _Decide(beam.DoFn):
 
     def __init__(self):
         self.kept = Metrics.counter(NAMESPACE, "dedup_state:kept")
-        self.removed = {s: Metrics.counter(NAMESPACE, f"dedup_state:removed:{s}")
-                        for s in (EXACT, MINHASH)}
+        self.removed = {
+            s: Metrics.counter(NAMESPACE, f"dedup_state:removed:{s}") for s in (EXACT, MINHASH)
+        }
 
     def process(self, element):
         _, grouped = element
@@ -131,14 +127,16 @@ class _Decide(beam.DoFn):
         exact, near = grouped["exact_hit"], grouped["near_hit"]
         if exact:
             self.removed[EXACT].inc()
-            yield TaggedOutput("removed", _removed_row(record, min(exact, key=str), EXACT, 1.0))
+            yield TaggedOutput(
+                "removed", removed_row(record, min(exact, key=str), EXACT, 1.0, DETAIL)
+            )
             return
         if near:
             best = near[0]
             for match in near[1:]:
                 best = _best_match(best, match)
             self.removed[MINHASH].inc()
-            yield TaggedOutput("removed", _removed_row(record, best[1], MINHASH, best[0]))
+            yield TaggedOutput("removed", removed_row(record, best[1], MINHASH, best[0], DETAIL))
             return
         self.kept.inc()
         yield record
@@ -197,9 +195,7 @@ class DedupAgainstState(beam.PTransform):
             )
             | "AllBandEntries" >> beam.Flatten()
             | "ByBandKey" >> beam.GroupByKey()
-            | "Verify" >> beam.ParDo(
-                _VerifyBucket(self.config.threshold, self.config.num_perm)
-            )
+            | "Verify" >> beam.ParDo(_VerifyBucket(self.config.threshold, self.config.num_perm))
         )
         return (
             {
@@ -210,7 +206,8 @@ class DedupAgainstState(beam.PTransform):
                 "near_hit": near_hits,
             }
             | "JoinDecisions" >> beam.CoGroupByKey()
-            | "Decide" >> beam.ParDo(_Decide()).with_outputs(
+            | "Decide"
+            >> beam.ParDo(_Decide()).with_outputs(
                 "removed", "exact_state", "band_state", main="kept"
             )
         )
