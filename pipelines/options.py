@@ -45,8 +45,13 @@ def runner_description(options: PipelineOptions) -> dict:
     return described
 
 
+DRY_RUN = "a dry run (--dry_run): the job graph was built, nothing ran"
+TEMPLATE_STAGED = "a template was staged (--template_location): the job runs when launched"
+
+
 def job_runs_later(options: PipelineOptions) -> str | None:
-    """Why the job's outputs will not exist when ``pipeline.run()`` returns, or None.
+    """Why the job's outputs will not exist when ``pipeline.run()`` returns (``DRY_RUN`` or
+    ``TEMPLATE_STAGED``), or None.
 
     ``--dry_run`` builds the job graph and submits nothing; ``--template_location`` stages a
     classic template to be launched later. Steps after the pipeline (reconciliation, manifest,
@@ -55,7 +60,7 @@ def job_runs_later(options: PipelineOptions) -> str | None:
     from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 
     if options.view_as(TestOptions).dry_run:
-        return "a dry run (--dry_run): the job graph was built, nothing ran"
+        return DRY_RUN
     if options.view_as(GoogleCloudOptions).template_location:
-        return "a template was staged (--template_location): the job runs when launched"
+        return TEMPLATE_STAGED
     return None

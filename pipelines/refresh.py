@@ -43,7 +43,12 @@ from pipelines import inputs as inputs_lib
 from pipelines import manifest as manifest_lib
 from pipelines.config import ConfigError, load_config
 from pipelines.lock import DEFAULT_STALE_AFTER, StateLock
-from pipelines.options import job_runs_later, pipeline_options, runner_description
+from pipelines.options import (
+    TEMPLATE_STAGED,
+    job_runs_later,
+    pipeline_options,
+    runner_description,
+)
 from pipelines.refresh_errors import PublishRefusedError
 from pipelines.state_log import (
     REMOVED_RECORDS_SCHEMA,
@@ -356,8 +361,8 @@ def removed_for_older(snapshot: str, older_files: set[str]) -> dict[str, int]:
         columns=["stage", "survivor_source_file"]
     )
     counts: dict[str, int] = {}
-    for stage, survivor in zip(*(table.column(c).to_pylist() for c in table.column_names),
-                               strict=True):
+    stages = table.column("stage").to_pylist()
+    for stage, survivor in zip(stages, table.column("survivor_source_file").to_pylist()):
         if survivor in older_files:
             counts[stage] = counts.get(stage, 0) + 1
     return dict(sorted(counts.items()))
@@ -393,7 +398,7 @@ def refresh(argv: list[str] | None = None) -> dict:
         previous = parquet_files(join(publish, log.last["snapshot"], run.MIXTURE)) if log.last else []
         options = pipeline_options(beam_args)
         later = job_runs_later(options)
-        if later and "dry run" not in later:
+        if later == TEMPLATE_STAGED:
             raise ConfigError(
                 f"refresh cannot publish after {later}: it checks, commits and publishes after "
                 "its job, so it needs a driver that waits (deploy/README.md, Dataflow)"
