@@ -22,21 +22,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.dedup import Deduplicate, normalized_fields
 from transforms.dedup_config import DedupConfig
-from transforms.formats import parse_path
-from transforms.normalize import normalize_record
+from transforms.normalize import normalized_records
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sni"
 
 
 def sni_records() -> list[dict]:
-    records = []
-    for path in sorted(glob.glob(str(DATA / "**" / "*.json"), recursive=True)):
-        for kind, payload in parse_path(path):
-            if kind == "record":
-                record, _ = normalize_record(payload)
-                if record is not None:
-                    records.append(record)
-    return records
+    return list(normalized_records(sorted(glob.glob(str(DATA / "**" / "*.json"), recursive=True))))
 
 
 def removed_rows(records: list[dict], config: DedupConfig) -> list[dict]:

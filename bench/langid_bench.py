@@ -525,19 +525,10 @@ def pipeline_records() -> list[dict]:
     (``parse_path``, format by content) and ``normalize_record``, templates left out."""
     from pipelines.inputs import expand_inputs
     from pipelines.run import is_template_file
-    from transforms.formats import parse_path
-    from transforms.normalize import normalize_record
+    from transforms.normalize import normalized_records
 
-    records = []
-    for path in expand_inputs([str(DATA)]):
-        if is_template_file(path):
-            continue
-        for kind, item in parse_path(path):
-            if kind == "record":
-                record, _ = normalize_record(item)
-                if record is not None:
-                    records.append(record)
-    return records
+    paths = [path for path in expand_inputs([str(DATA)]) if not is_template_file(path)]
+    return list(normalized_records(paths))
 
 
 def speed_streams(records: list[dict]) -> dict[str, list[dict]]:

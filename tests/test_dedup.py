@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -479,14 +480,10 @@ def test_fields_by_source_config():
 
 
 def _sni_task_records(name: str, limit: int) -> list[dict]:
-    from transforms.formats import parse_path
-    from transforms.normalize import normalize_record
+    from transforms.normalize import normalized_records
 
-    out = []
-    for kind, payload in parse_path(str(DATA / "sni" / "tasks" / f"{name}.json")):
-        if kind == "record" and len(out) < limit:
-            out.append(normalize_record(payload)[0])
-    return out
+    records = normalized_records([DATA / "sni" / "tasks" / f"{name}.json"])
+    return list(itertools.islice(records, limit))
 
 
 def test_sni_instances_sharing_a_definition_are_not_near_duplicates():

@@ -17,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transforms import langid
-from transforms.formats import parse_path
 from transforms.langid import (
     LOW_CONFIDENCE,
     OK,
@@ -35,7 +34,7 @@ from transforms.langid import (
 )
 from transforms.langid_config import TEXT_FIELDS, LangIdConfig
 from transforms.langid_stage import IdentifyLanguageFn
-from transforms.normalize import normalize_record
+from transforms.normalize import normalized_records
 
 REAL_SETS = ("sni", "alpaca/zh", "sharegpt/sharegpt_v3_unfiltered_cleaned_split.sample300.json")
 
@@ -47,12 +46,7 @@ def real_records(shared_data: Path) -> list[dict]:
     for name in REAL_SETS:
         root = shared_data / name
         files = sorted(p for p in root.rglob("*.json")) if root.is_dir() else [root]
-        for path in files:
-            for kind, item in parse_path(str(path)):
-                if kind == "record":
-                    record, _ = normalize_record(item)
-                    if record is not None:
-                        records.append(record)
+        records += normalized_records(files)
     sources = {r["source"] for r in records}
     assert {"sni", "alpaca", "sharegpt"} <= sources and len(records) > 8000
     return records

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import apache_beam as beam
 import pyarrow as pa
@@ -98,6 +98,19 @@ def normalize_record(record: dict) -> tuple[dict | None, dict | None]:
     normalized = dict(record)
     normalized["id"] = record_id(record)
     return normalized, None
+
+
+def normalized_records(paths: Iterable[str]) -> Iterator[dict]:
+    """Records of local files, parsed and normalised as the pipeline does, outside Beam
+    (tests and benchmarks); dead letters are left out."""
+    from transforms.formats import parse_path
+
+    for path in paths:
+        for kind, payload in parse_path(str(path)):
+            if kind == "record":
+                record, _ = normalize_record(payload)
+                if record is not None:
+                    yield record
 
 
 class _NormalizeFn(beam.DoFn):
