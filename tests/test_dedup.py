@@ -12,6 +12,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pytest
+import regex
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
@@ -36,7 +37,7 @@ from transforms.dedup import (
 )
 from transforms.dedup_config import DedupConfig
 from transforms.schema import REMOVED_SCHEMA, new_record
-from transforms.text import normalize_text
+from transforms.text import normalize_text, stable_hash
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IN_PROCESS = ["--runner=FnApiRunner"]
@@ -126,10 +127,28 @@ def _sim(a: dict, b: dict, config=CONFIG) -> float:
     st.one_of(
         st.text(alphabet=st.characters(max_codepoint=127), max_size=60),
         st.text(alphabet=st.characters(codec="utf-8"), max_size=30),
+        st.text(
+            alphabet="aZ\u00c9\ufb01\u4e2d \t\n\x1c\x1d\x1e\x1f\x85\xa0\u2028\u3000", max_size=30
+        ),
     )
 )
 def test_fast_normalize_is_exactly_normalize_text(text):
     assert normalize(text) == normalize_text(text)
+
+
+def test_stable_hash_values_never_change():
+    """Exact hashes are stored in dedup state and record ids are built with it: pinned."""
+    assert stable_hash("a", "b") == "6a93c5780b9861cdd8d2761a748d9591"
+    assert stable_hash("ab") == "988d96134b2b10eedfa29348af5c272c"  # parts are framed
+    assert stable_hash("机器", "") == "bfda1ed8428cf1b7f9bc6632cca2fd63"
+    assert stable_hash("x", digest_size=8) == "09f06e81dcd3af44"
+
+
+def test_str_split_and_regex_whitespace_differ_only_on_four_separators():
+    """What ``normalize``'s use of ``str.split()`` relies on, over every code point."""
+    space = regex.compile(r"\s")
+    differ = [c for c in map(chr, range(0x110000)) if (space.match(c) is not None) != c.isspace()]
+    assert differ == ["\x1c", "\x1d", "\x1e", "\x1f"]
 
 
 def test_config_validation_and_defaults():

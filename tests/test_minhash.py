@@ -100,6 +100,34 @@ def test_batch_shingles_equal_per_record_sets(real_shingles):
         assert got == minhash.shingle_set(norms[i], 5, 5)
 
 
+def _shingles_in_order(fields: list[str], word_n: int, char_n: int) -> list[bytes]:
+    """A record's shingles, in order and with repeats: the plain-Python definition."""
+    out = []
+    for norm in fields:
+        toks = tokens(norm)
+        n = char_n if has_no_space_script(norm) else word_n
+        out += [" ".join(toks[i : i + n]).encode() for i in range(max(1, len(toks) - n + 1))]
+        if not toks:
+            out.pop()
+    return out
+
+
+_FIELD_TEXT = st.text(
+    alphabet=st.sampled_from(list("ab9 ,.'-_!\u00e9\u0301\u4e2d\u6587\u0e01\U0001f600\U00020000")),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_FIELD_TEXT, max_size=3), max_size=6), st.sampled_from([(5, 5), (1, 3)]))
+def test_batch_shingles_are_the_plain_definition_in_order(records, sizes):
+    """ASCII fields take the numpy tokeniser, others the regex one: same shingles, same order."""
+    norms = [[normalize_text(f) for f in fields] for fields in records]
+    shingles, offsets = minhash.batch_shingles(norms, *sizes)
+    for i, fields in enumerate(norms):
+        assert shingles[offsets[i] : offsets[i + 1]] == _shingles_in_order(fields, *sizes)
+
+
 def test_batch_shingles_with_empty_records():
     shingles, offsets = minhash.batch_shingles([["", ""], ["a b"], ["!!!"], []], 5, 5)
     assert shingles == [b"a b"]

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import unicodedata
 from collections import defaultdict
 
 import apache_beam as beam
@@ -131,18 +132,17 @@ def rank_key(record: dict, config: DedupConfig) -> tuple:
     )
 
 
-_NOT_REGEX_SPACE = ("\x1c", "\x1d", "\x1e", "\x1f")  # str.split() splits on them, \s does not
-
-
 def normalize(text: str) -> str:
-    """Exactly ``text.normalize_text``, ~10x faster on ASCII text (tested for equality).
+    """Exactly ``text.normalize_text``, several times faster (tested for equality).
 
-    On ASCII, NFKC is the identity, casefold is lower(), and ``str.split()`` splits on exactly
-    ``normalize_text``'s ``\\s`` except for the four ASCII separators \\x1c-\\x1f.
+    NFKC is the identity on ASCII and casefold is lower() there; whitespace is collapsed with
+    ``str.split()``, which splits on exactly ``normalize_text``'s ``\\s`` but for the four
+    separators \\x1c-\\x1f (checked over all of Unicode by a test).
     """
-    if text.isascii() and not any(sep in text for sep in _NOT_REGEX_SPACE):
-        return " ".join(text.lower().split())
-    return normalize_text(text)
+    folded = text.lower() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
+    if "\x1c" in folded or "\x1d" in folded or "\x1e" in folded or "\x1f" in folded:
+        return normalize_text(text)
+    return " ".join(folded.split())
 
 
 def normalized_fields(record: dict, fields: tuple[str, ...]) -> list[str]:

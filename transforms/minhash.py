@@ -112,7 +112,9 @@ def _tokenizer() -> _Tokenizer:
     )
 
 
-_ASTRAL = "\U00010000"
+def _bmp_only(text: str) -> bool:
+    """No character beyond U+FFFF (one C pass; ``max(text)`` costs ~20x more)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) == 2 * len(text)
 
 
 def tokenize_normalized(norm: str) -> list[str]:
@@ -120,7 +122,7 @@ def tokenize_normalized(norm: str) -> list[str]:
     tok = _tokenizer()
     if norm.isascii():
         return norm.translate(tok.ascii_table).split()
-    return (tok.bmp if max(norm) < _ASTRAL else tok.full).findall(norm)
+    return (tok.bmp if _bmp_only(norm) else tok.full).findall(norm)
 
 
 def has_no_space_script_normalized(norm: str) -> bool:
@@ -128,7 +130,8 @@ def has_no_space_script_normalized(norm: str) -> bool:
     if norm.isascii():
         return False
     tok = _tokenizer()
-    return (tok.bmp_no_space if max(norm) < _ASTRAL else tok.full_no_space).search(norm) is not None
+    pattern = tok.bmp_no_space if _bmp_only(norm) else tok.full_no_space
+    return pattern.search(norm) is not None
 
 
 def field_text(value) -> str:
@@ -189,58 +192,77 @@ class ShingleBatch(NamedTuple):
 
 
 def shingle_batch(records: Sequence[Sequence[str]], word_n: int, char_n: int) -> ShingleBatch:
-    """Shingles of many records (``records[i]``: the normalised field texts of record ``i``)."""
-    return shingle_batch_from_tokens(
-        [
-            [
-                (toks, field_shingle_size(norm, word_n, char_n))
-                for norm in fields
-                if (toks := tokenize_normalized(norm))
-            ]
-            for fields in records
-        ]
-    )
+    """Shingles of many records (``records[i]``: the normalised field texts of record ``i``).
+
+    ASCII fields (nearly all of them) are tokenised by ``_spans`` with numpy, no Python object
+    per token; other fields by ``tokenize_normalized``, whose tokens joined by spaces tokenise
+    the same way there.
+    """
+    segments = [norm for fields in records for norm in fields]
+    field_n = np.full(len(segments), word_n, dtype=np.int64)
+    for j in [j for j, norm in enumerate(segments) if not norm.isascii()]:
+        norm = segments[j]
+        segments[j] = " ".join(tokenize_normalized(norm))
+        field_n[j] = field_shingle_size(norm, word_n, char_n)
+    record_fields = np.zeros(len(records) + 1, dtype=np.int64)
+    record_fields[1:] = [len(fields) for fields in records]
+    return _spans(segments, field_n, record_fields)
 
 
 def shingle_batch_from_tokens(records: Sequence[Sequence[tuple[list[str], int]]]) -> ShingleBatch:
     """Shingles of records given as, per field, (tokens, shingle size).
 
-    All tokens of the batch are laid out in one buffer, separated by spaces (between tokens)
-    and newlines (between fields) — neither can be part of a token — so every shingle is a
-    byte span of that buffer. A record's shingles may repeat (a multiset); MinHash does not care.
+    Tokens as ``tokenize_normalized`` gives them: runs of word characters, never spaces or
+    ASCII punctuation. A record's shingles may repeat (a multiset); MinHash does not care.
     """
-    streams: list[str] = []
-    field_tokens: list[int] = []  # tokens per non-empty field
-    field_n: list[int] = []  # shingle size per non-empty field
-    record_fields = np.zeros(len(records) + 1, dtype=np.int64)  # non-empty fields per record
-    for i, fields in enumerate(records):
-        for toks, n in fields:
-            if toks:
-                streams.append(" ".join(toks))
-                field_tokens.append(len(toks))
-                field_n.append(n)
-                record_fields[i + 1] += 1
-    if not streams:
-        empty = np.zeros(0, dtype=np.int64)
-        return ShingleBatch(b"", empty, empty, np.zeros(len(records) + 1, dtype=np.int64))
-    buf = "\n".join(streams).encode("utf-8")
-    raw = np.frombuffer(buf, dtype=np.uint8)
-    seps = np.flatnonzero((raw == 32) | (raw == 10))
-    tok_start = np.concatenate(([0], seps + 1))
-    tok_end = np.concatenate((seps, [len(buf)]))
+    segments = [" ".join(toks) for fields in records for toks, _ in fields]
+    field_n = [n for fields in records for _, n in fields]
+    record_fields = np.zeros(len(records) + 1, dtype=np.int64)
+    record_fields[1:] = [len(fields) for fields in records]
+    return _spans(segments, field_n, record_fields)
 
-    m = np.asarray(field_tokens, dtype=np.int64)
+
+@functools.lru_cache(maxsize=1)
+def _word_bytes() -> np.ndarray:
+    """Per UTF-8 byte value: can it be part of a token? ASCII word characters and every byte
+    of a multi-byte character (non-ASCII text only reaches ``_spans`` already tokenised)."""
+    table = _tokenizer().ascii_table
+    return np.array([i >= 128 or i not in table for i in range(256)], dtype=bool)
+
+
+def _spans(segments: list[str], field_n: list[int], record_fields: np.ndarray) -> ShingleBatch:
+    """Shingle spans of field texts whose tokens are their maximal runs of word bytes.
+
+    The tokens are first laid out in a new buffer, one space between two tokens (so a shingle
+    is exactly its tokens joined by spaces, the string datasketch would hash); fields are
+    separated there too, and a shingle never spans two fields. ``record_fields[i + 1]``: the
+    number of segments of record ``i``; a field with fewer tokens than its shingle size gives
+    one shingle of all its tokens, a field without tokens none.
+    """
+    raw = np.frombuffer("\n".join(segments).encode("utf-8"), dtype=np.uint8)
+    word = _word_bytes()[raw]
+    edge = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    first = np.flatnonzero(edge == 1)  # first byte of each token, in raw
+    stop = np.flatnonzero(edge == -1)  # one past its last byte
+    # The new buffer: token t's bytes start after all earlier tokens' bytes and t separators.
+    lengths = stop - first
+    tok_start = np.cumsum(lengths) - lengths + np.arange(len(first))
+    tok_end = tok_start + lengths
+    buf = np.full(int(tok_end[-1]) if len(first) else 0, 32, dtype=np.uint8)
+    buf[np.flatnonzero(word) - np.repeat(first - tok_start, lengths)] = raw[word]
+    # Fields: segments are joined by newlines, never inside one (normalised text and tokens).
+    field_of = np.cumsum(raw == 10)[first] if len(first) else np.zeros(0, dtype=np.int64)
+    m = np.bincount(field_of, minlength=len(segments)).astype(np.int64)
     n = np.minimum(np.asarray(field_n, dtype=np.int64), m)  # short field: one shingle of all
-    windows = m - n + 1  # shingles per field
-    first_token = np.concatenate(([0], np.cumsum(m)[:-1]))
+    windows = np.where(m > 0, m - n + 1, 0)  # shingles per field
+    first_token = np.cumsum(m) - m
     # Shingle k of field f spans tokens first_token[f] + k ... first_token[f] + k + n[f] - 1.
-    field_of = np.repeat(np.arange(len(m)), windows)
-    k = np.arange(int(windows.sum())) - np.repeat(np.cumsum(windows) - windows, windows)
-    start_tok = first_token[field_of] + k
-    end_tok = start_tok + n[field_of] - 1
     field_bounds = np.concatenate(([0], np.cumsum(windows)))
+    field_id = np.repeat(np.arange(len(m)), windows)
+    k = np.arange(int(field_bounds[-1])) - field_bounds[field_id]
+    start = first_token[field_id] + k
     offsets = field_bounds[np.cumsum(record_fields)]
-    return ShingleBatch(buf, tok_start[start_tok], tok_end[end_tok], offsets)
+    return ShingleBatch(buf.tobytes(), tok_start[start], tok_end[start + n[field_id] - 1], offsets)
 
 
 def batch_shingles(

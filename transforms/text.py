@@ -39,10 +39,7 @@ def has_no_space_script(text: str) -> bool:
 
 
 def stable_hash(*parts: str, digest_size: int = 16) -> str:
-    """Hex BLAKE2b of the parts, separated unambiguously; identical on every runner."""
-    h = hashlib.blake2b(digest_size=digest_size)
-    for part in parts:
-        data = part.encode("utf-8")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
+    """Hex BLAKE2b of the parts, each prefixed by its length; identical on every runner."""
+    data = [part.encode("utf-8") for part in parts]
+    framed = b"".join([b for d in data for b in (len(d).to_bytes(8, "little"), d)])
+    return hashlib.blake2b(framed, digest_size=digest_size).hexdigest()
