@@ -207,7 +207,7 @@ def minhash_decision(node: tuple, root: tuple | None, links: list[tuple]) -> tup
 #
 # Entries parked for the final, node-sharded decision ("park"), one tuple each:
 #   ("rec", node, record)                   every input record
-#   ("state", node, exact_hash, sig, keys)  every record (state rows if finally kept)
+#   ("state", node, exact_hash, sig, keys)  exact survivors (state rows if finally kept)
 #   ("exact", node, survivor node)          removed as an exact duplicate
 #   ("root", node, root node)               removed as a near duplicate (from the clusters)
 #   ("link", node, other node, similarity)  a verified near-duplicate edge, from both ends
@@ -215,7 +215,6 @@ def minhash_decision(node: tuple, root: tuple | None, links: list[tuple]) -> tup
 # Near duplicates take three sharded steps so that signatures are not copied once per band:
 #   buckets    (band keys, sids) int64 arrays → members of buckets with >= 2 members
 #   signatures ("sig", sid, node, sig) + ("want", sid, band key) → (band key, node, sig)
-#              (every record offers its signature; only exact survivors have band entries)
 #   verify     (band key, node, sig)         → verified edges (clusters) and links (park)
 # (sid: the node's 63-bit identity hash, ``rank_key``; ints are what band entries carry.)
 
@@ -238,23 +237,15 @@ def _emit(buffers: dict, tag: str | None = None):
         yield element if tag is None else beam.pvalue.TaggedOutput(tag, element)
 
 
-def _state_entries(node, ehash, sig, keys, layout, out):
-    """A record's state, parked for Decide, and its signature, offered to candidate fetches.
-
-    Emitted by Fingerprint for every record, so a signature crosses the runner twice (here),
-    never with the exact-hash entries.
-    """
+def _survivor_entries(node, ehash, sig, keys, layout, out):
+    """Entries of a record that survived exact dedup (or skipped it) into ``out`` buffers."""
     record_shard = node_shard(node, layout[0])
     out["park"][record_shard].append(("state", node, ehash, sig, keys))
     if keys is not None:
-        out["sigs"][record_shard].append(("sig", node[-1], node, sig))
-
-
-def _band_entries(node, keys, out):
-    """A record's band keys, for the LSH buckets (exact survivors only)."""
-    if keys is not None:
+        sid = node[-1]
+        out["sigs"][record_shard].append(("sig", sid, node, sig))
         out["band_rows"].append(keys)
-        out["band_sids"].append(node[-1])
+        out["band_sids"].append(sid)
 
 
 def _buffers(*tags):
@@ -340,20 +331,18 @@ class _FingerprintFn(beam.DoFn):
                 # No text in the compared fields (e.g. a chat record when fields hold no
                 # messages): nothing to compare, and never "identical" to every other such record.
                 blank += 1
-                _state_entries(node, ehash, sig, None, layout, out)
-                continue
-            _state_entries(node, ehash, sig, key, layout, out)
-            if self.exact:
-                exact[_hash_shard(ehash, layout[0])].append((ehash, node, key))
+                _survivor_entries(node, ehash, sig, None, layout, out)
+            elif self.exact:
+                exact[_hash_shard(ehash, layout[0])].append((ehash, node, sig, key))
             else:
-                _band_entries(node, key, out)
+                _survivor_entries(node, ehash, sig, key, layout, out)
         if blank:
             self.blank.inc(blank)
         yield from _emit_all(out, layout)
 
 
 class _ExactShardFn(beam.DoFn):
-    """Shard of (exact hash, node, band keys) → survivors' band entries, exact removals (parked).
+    """Shard of (exact hash, node, sig, keys) → survivors' entries, exact removals (parked).
 
     Within a group of equal hashes the smallest rank survives. A giant group (100k identical
     records) costs one list of small tuples, never a quadratic comparison.
@@ -371,16 +360,16 @@ class _ExactShardFn(beam.DoFn):
         groups = defaultdict(list)
         for entry in unpack(element[1]):
             groups[entry[0]].append(entry)
-        out = _buffers("park")
+        out = _buffers("park", "sigs")
         park = out["park"]
         removed = 0
-        for members in groups.values():
+        for ehash, members in groups.items():
             best = min(m[1] for m in members)
             kept = False
-            for _, node, keys in members:
+            for _, node, sig, keys in members:
                 if node == best and not kept:
                     kept = True
-                    _band_entries(node, keys, out)
+                    _survivor_entries(node, ehash, sig, keys, layout, out)
                 else:
                     removed += 1
                     park[node_shard(node, layout[0])].append(("exact", node, best))
@@ -603,10 +592,10 @@ class _DedupCore(beam.PTransform):
                 found.exact
                 | "Exact/GroupByHashShard" >> beam.GroupByKey()
                 | "Exact/PickSurvivors"
-                >> beam.ParDo(_ExactShardFn(), layout).with_outputs("park", "bands")
+                >> beam.ParDo(_ExactShardFn(), layout).with_outputs("park", "sigs", "bands")
             )
             parked.append(found.park)
-            bands = found.bands
+            sigs, bands = found.sigs, found.bands
         if self.near:
             wants = (
                 bands
