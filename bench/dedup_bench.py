@@ -3,6 +3,7 @@
     python -m bench.dedup_bench --n 100000                       # everything, ~15 min on 2 cores
     python -m bench.dedup_bench --n 100000 --only kernel,loop    # parts: kernel, loop, pipeline
     python -m bench.dedup_bench --n 300000 --only flink          # worker memory on Flink
+    python -m bench.dedup_bench --n 100000 --only datatrove      # builds its venv once (~2 min)
 
 Each measurement runs in its own subprocess (clean peak RSS) and prints one JSON line; the
 results are appended to ``bench/work/dedup/dedup_runs.jsonl``. Throughput is reported per
@@ -17,6 +18,8 @@ shared cores, and CPU time is what "per core" means when other jobs compete for 
              and with the permutations drawn once and reused (the tuned loop).
 * pipeline — ``Deduplicate`` on the FnApiRunner (what DirectRunner runs offline): in-process
              and multi-process (``--workers``); read Parquet, write removed rows; quality scored.
+* datatrove — datatrove's MinHash dedup, its four local stages (``bench/datatrove_run.py``)
+             in a venv of its own, one task and one worker per stage; quality scored.
 * flink    — the same pipeline on the local Flink job server (embedded Flink, which sorts and
              spills GroupByKey data itself) with Python SDK workers from an EXTERNAL worker
              pool, so that the workers are processes of their own whose memory can be read.
@@ -519,6 +522,72 @@ def part_flink(n: int, overrides: str, extra_args: str = "", parallelism: int = 
     return [_scored(row, out_dir, n)]
 
 
+DATATROVE_VENV = planted.WORK / "datatrove-venv"
+# datatrove's own imports need regex, tokenizers, orjson (JsonlWriter) and xxhash (its default
+# hash; 0.10.1 hashes str, which xxhash 4 refuses), none of them declared as its dependencies.
+DATATROVE_PINS = [
+    "datatrove==0.10.1",
+    "spacy>=3.7,<4",
+    "pyarrow>=14",
+    "regex",
+    "tokenizers",
+    "orjson",
+    "xxhash<4",
+]
+
+
+def datatrove_python() -> Path:
+    """The interpreter of a venv with datatrove, built once under bench/work (not timed)."""
+    python = DATATROVE_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(DATATROVE_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *DATATROVE_PINS], check=True)
+    return python
+
+
+def _datatrove_pairs(work: Path) -> list[tuple[str, str]]:
+    """(removed id, kept id of its cluster) from the documents datatrove wrote."""
+    import gzip
+
+    def docs(folder: str):
+        for path in sorted((work / folder).glob("*.jsonl.gz")):
+            with gzip.open(path, "rt") as f:
+                yield from map(json.loads, f)
+
+    survivor = {d["metadata"]["minhash_cluster_id"]: d["id"] for d in docs("kept")}
+    survivor.pop(-1, None)  # documents in no cluster
+    return [(d["id"], survivor[d["metadata"]["minhash_cluster_id"]]) for d in docs("removed")]
+
+
+def part_datatrove(n: int) -> list[dict]:
+    corpus, _ = planted.write(n)
+    work = planted.WORK / f"datatrove_{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    cmd = [
+        str(datatrove_python()),
+        str(ROOT / "bench" / "datatrove_run.py"),
+        str(corpus),
+        str(work),
+    ]
+    t0, c0 = time.perf_counter(), _cpu()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    if proc.returncode:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit("datatrove failed")
+    row = {
+        "what": "datatrove MinHash dedup (4 local stages, 1 worker, 14 x 9, spaCy words)",
+        "records": n,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rec_per_cpu_s": n / cpu,
+        "rec_per_wall_s": n / wall,
+        "peak_rss_mb": _peak_mb()[1],  # the datatrove process, the only waited-for child
+    }
+    row.update(planted.score(_datatrove_pairs(work), _truth(n)))
+    return [row]
+
+
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
@@ -532,6 +601,8 @@ def _child(part: str, n: int, extra: list[str]) -> None:
     elif part == "pipeline":
         workers, hf, read_only = int(extra[0]), extra[1], extra[2] == "1"
         rows = part_pipeline(n, workers, hf, read_only)
+    elif part == "datatrove":
+        rows = part_datatrove(n)
     elif part == "flink":
         rows = part_flink(n, extra[0], extra[1], int(extra[2]))
     else:
@@ -595,6 +666,9 @@ def main(argv=None):
         _spawn("pipeline", args.n, "1", overrides, "1")
         for workers in args.workers.split(","):
             _spawn("pipeline", args.n, workers, overrides, "0")
+    if "datatrove" in parts:
+        datatrove_python()  # install before the timed child
+        _spawn("datatrove", args.n)
     if "flink" in parts:
         _spawn("flink", args.n, overrides, args.flink_args, str(args.parallelism))
 
