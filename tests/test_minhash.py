@@ -121,9 +121,15 @@ _FIELD_TEXT = st.text(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(_FIELD_TEXT, max_size=3), max_size=6), st.sampled_from([(5, 5), (1, 3)]))
 def test_batch_shingles_are_the_plain_definition_in_order(records, sizes):
-    """ASCII fields take the numpy tokeniser, others the regex one: same shingles, same order."""
+    """ASCII fields take the numpy tokeniser, others the regex one, token lists a third path:
+    same shingles, same order."""
     norms = [[normalize_text(f) for f in fields] for fields in records]
     shingles, offsets = minhash.batch_shingles(norms, *sizes)
+    from_tokens = minhash.shingle_batch_from_tokens(
+        [[(tokens(f), minhash.field_shingle_size(f, *sizes)) for f in fields] for fields in norms]
+    )
+    assert from_tokens.shingles() == shingles
+    assert from_tokens.offsets.tolist() == offsets.tolist()
     for i, fields in enumerate(norms):
         assert shingles[offsets[i] : offsets[i + 1]] == _shingles_in_order(fields, *sizes)
 

@@ -219,7 +219,7 @@ def shingle_batch_from_tokens(records: Sequence[Sequence[tuple[list[str], int]]]
     field_n = [n for fields in records for _, n in fields]
     record_fields = np.zeros(len(records) + 1, dtype=np.int64)
     record_fields[1:] = [len(fields) for fields in records]
-    return _spans(segments, field_n, record_fields)
+    return _spans(segments, field_n, record_fields, joined_tokens=True)
 
 
 @functools.lru_cache(maxsize=1)
@@ -230,16 +230,29 @@ def _word_bytes() -> np.ndarray:
     return np.array([i >= 128 or i not in table for i in range(256)], dtype=bool)
 
 
-def _spans(segments: list[str], field_n: list[int], record_fields: np.ndarray) -> ShingleBatch:
+def _spans(
+    segments: list[str], field_n, record_fields: np.ndarray, joined_tokens: bool = False
+) -> ShingleBatch:
     """Shingle spans of field texts whose tokens are their maximal runs of word bytes.
 
     The tokens are first laid out in a new buffer, one space between two tokens (so a shingle
     is exactly its tokens joined by spaces, the string datasketch would hash); fields are
     separated there too, and a shingle never spans two fields. ``record_fields[i + 1]``: the
     number of segments of record ``i``; a field with fewer tokens than its shingle size gives
-    one shingle of all its tokens, a field without tokens none.
+    one shingle of all its tokens, a field without tokens none. ``joined_tokens``: every
+    segment is tokens joined by single spaces, already that layout.
     """
-    raw = np.frombuffer("\n".join(segments).encode("utf-8"), dtype=np.uint8)
+    encoded = "\n".join(segments).encode("utf-8")
+    raw = np.frombuffer(encoded, dtype=np.uint8)
+    newlines = np.cumsum(raw == 10)  # segments are joined by newlines, never inside one
+    if joined_tokens:
+        bounds = np.flatnonzero((raw == 32) | (raw == 10))
+        tok_start = np.concatenate(([0], bounds + 1))
+        tok_end = np.concatenate((bounds, [len(raw)]))
+        nonempty = tok_end > tok_start  # an empty segment leaves an empty "token"
+        tok_start, tok_end = tok_start[nonempty], tok_end[nonempty]
+        field_of = newlines[tok_start]
+        return _field_shingles(encoded, tok_start, tok_end, field_of, field_n, record_fields)
     word = _word_bytes()[raw]
     edge = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     first = np.flatnonzero(edge == 1)  # first byte of each token, in raw
@@ -250,9 +263,13 @@ def _spans(segments: list[str], field_n: list[int], record_fields: np.ndarray) -
     tok_end = tok_start + lengths
     buf = np.full(int(tok_end[-1]) if len(first) else 0, 32, dtype=np.uint8)
     buf[np.flatnonzero(word) - np.repeat(first - tok_start, lengths)] = raw[word]
-    # Fields: segments are joined by newlines, never inside one (normalised text and tokens).
-    field_of = np.cumsum(raw == 10)[first] if len(first) else np.zeros(0, dtype=np.int64)
-    m = np.bincount(field_of, minlength=len(segments)).astype(np.int64)
+    field_of = newlines[first]
+    return _field_shingles(buf.tobytes(), tok_start, tok_end, field_of, field_n, record_fields)
+
+
+def _field_shingles(buf, tok_start, tok_end, field_of, field_n, record_fields) -> ShingleBatch:
+    """Shingles of tokens ``buf[tok_start[t]:tok_end[t]]``, token t in field ``field_of[t]``."""
+    m = np.bincount(field_of, minlength=len(field_n)).astype(np.int64)  # tokens per field
     n = np.minimum(np.asarray(field_n, dtype=np.int64), m)  # short field: one shingle of all
     windows = np.where(m > 0, m - n + 1, 0)  # shingles per field
     first_token = np.cumsum(m) - m
@@ -262,7 +279,7 @@ def _spans(segments: list[str], field_n: list[int], record_fields: np.ndarray) -
     k = np.arange(int(field_bounds[-1])) - field_bounds[field_id]
     start = first_token[field_id] + k
     offsets = field_bounds[np.cumsum(record_fields)]
-    return ShingleBatch(buf.tobytes(), tok_start[start], tok_end[start + n[field_id] - 1], offsets)
+    return ShingleBatch(buf, tok_start[start], tok_end[start + n[field_id] - 1], offsets)
 
 
 def batch_shingles(
