@@ -106,9 +106,8 @@ def _shingles_in_order(fields: list[str], word_n: int, char_n: int) -> list[byte
     for norm in fields:
         toks = tokens(norm)
         n = char_n if has_no_space_script(norm) else word_n
-        out += [" ".join(toks[i : i + n]).encode() for i in range(max(1, len(toks) - n + 1))]
-        if not toks:
-            out.pop()
+        if toks:
+            out += [" ".join(toks[i : i + n]).encode() for i in range(max(1, len(toks) - n + 1))]
     return out
 
 
