@@ -137,7 +137,7 @@ def test_fast_normalize_is_exactly_normalize_text(text):
 
 
 def test_stable_hash_values_never_change():
-    """Dedup state stores it, and mixing and held-out draws depend on it: the values are pinned."""
+    """Record ids, dedup state and the mixing and held-out draws depend on it: values pinned."""
     assert stable_hash("a", "b") == "6a93c5780b9861cdd8d2761a748d9591"
     assert stable_hash("ab") == "988d96134b2b10eedfa29348af5c272c"  # parts are framed
     assert stable_hash("机器", "") == "bfda1ed8428cf1b7f9bc6632cca2fd63"
