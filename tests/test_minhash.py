@@ -67,6 +67,12 @@ def test_tokens_equal_text_tokens_on_real_data(real_norms):
         for text, norm in zip(raw, norms):
             assert minhash.tokenize_normalized(norm) == tokens(text)
             assert minhash.has_no_space_script_normalized(norm) == has_no_space_script(norm)
+    # the batched numpy tokenizer of non-ASCII text, over all of those texts at once
+    others = [norm for i in sample for norm in real_norms[i] if not norm.isascii()]
+    joined, has_no_space = minhash.tokenize_non_ascii(others)
+    assert len(others) > 3_000
+    assert joined == [" ".join(minhash.tokenize_normalized(norm)) for norm in others]
+    assert has_no_space.tolist() == [has_no_space_script(norm) for norm in others]
 
 
 @settings(max_examples=300, deadline=None)
@@ -75,6 +81,9 @@ def test_tokens_equal_text_tokens_on_any_unicode(text):
     norm = normalize_text(text)
     assert minhash.tokenize_normalized(norm) == tokens(text)
     assert minhash.has_no_space_script_normalized(norm) == has_no_space_script(norm)
+    joined, has_no_space = minhash.tokenize_non_ascii([norm, "", norm])
+    assert joined == [" ".join(tokens(text)), "", " ".join(tokens(text))]
+    assert has_no_space.tolist() == [has_no_space_script(norm), False, has_no_space_script(norm)]
 
 
 def test_chinese_is_shingled_by_characters_not_as_one_word():

@@ -64,6 +64,10 @@ class _Tokenizer(NamedTuple):
     bmp_no_space: re.Pattern
     full_no_space: re.Pattern
     ascii_table: dict
+    classes: np.ndarray  # per code point: _WORD, _NO_SPACE (a token by itself) or 0
+
+
+_WORD, _NO_SPACE = 1, 2
 
 
 @functools.lru_cache(maxsize=1)
@@ -102,12 +106,17 @@ def _tokenizer() -> _Tokenizer:
     # ASCII fast path: every ASCII character that is not a word character becomes a space.
     ascii_word = {c for start, end in word for c in range(start, min(end, 128))}
     ascii_table = str.maketrans({i: " " for i in range(128) if i not in ascii_word})
+    classes = np.zeros(0x110000, dtype=np.uint8)
+    for spans, label in ((word, _WORD), (no_space, _NO_SPACE)):
+        for start, end in spans:
+            classes[start:end] = label
     return _Tokenizer(
         re.compile(f"{bmp(no_space)}|{bmp(word)}+"),
         re.compile(f"{full(no_space)}|{full(word)}+"),
         re.compile(bmp(no_space)),
         re.compile(full(no_space)),
         ascii_table,
+        classes,
     )
 
 
@@ -122,6 +131,41 @@ def tokenize_normalized(norm: str) -> list[str]:
     if norm.isascii():
         return norm.translate(tok.ascii_table).split()
     return (tok.bmp if _bmp_only(norm) else tok.full).findall(norm)
+
+
+def tokenize_non_ascii(norms: list[str]) -> tuple[list[str], np.ndarray]:
+    """``" ".join(tokenize_normalized(t))`` and ``has_no_space_script_normalized(t)`` of many
+    normalised texts at once: numpy over their code points, no Python object per token.
+
+    A token is a character of a script without spaces, or a maximal run of other word
+    characters (the two classes of ``transforms.text``'s tokenizer, looked up per code point).
+    Texts must not contain a newline (normalised text never does): it separates them here.
+    """
+    if not norms:
+        return [], np.zeros(0, dtype=bool)
+    text = "\n".join(norms)
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    kind = _tokenizer().classes[points]
+    word, single = kind == _WORD, kind == _NO_SPACE
+    text_of = np.cumsum(points == 10)  # which text each code point belongs to
+    has_no_space = np.bincount(text_of[single], minlength=len(norms)) > 0
+    first = np.flatnonzero(single | (word & ~np.concatenate(([False], word[:-1]))))
+    stop = np.flatnonzero(single | (word & ~np.concatenate((word[1:], [False])))) + 1
+    # Lay the tokens out one space apart, a newline after each text's last token.
+    lengths = stop - first
+    new_start = np.cumsum(lengths) - lengths + np.arange(len(first))
+    laid = np.full(int(new_start[-1] + lengths[-1]) + 1 if len(first) else 0, 32, np.uint32)
+    token = word | single
+    laid[np.flatnonzero(token) - np.repeat(first - new_start, lengths)] = points[token]
+    owner = text_of[first]
+    last_of_text = np.flatnonzero(np.diff(owner, append=-1))
+    laid[new_start[last_of_text] + lengths[last_of_text]] = 10
+    joined = [""] * len(norms)
+    for i, tokens in zip(
+        owner[last_of_text].tolist(), laid.tobytes().decode("utf-32-le").split("\n")
+    ):
+        joined[i] = tokens
+    return joined, has_no_space
 
 
 def has_no_space_script_normalized(norm: str) -> bool:
@@ -199,10 +243,11 @@ def shingle_batch(records: Sequence[Sequence[str]], word_n: int, char_n: int) ->
     """
     segments = [norm for fields in records for norm in fields]
     field_n = np.full(len(segments), word_n, dtype=np.int64)
-    for j in [j for j, norm in enumerate(segments) if not norm.isascii()]:
-        norm = segments[j]
-        segments[j] = " ".join(tokenize_normalized(norm))
-        field_n[j] = field_shingle_size(norm, word_n, char_n)
+    others = [j for j, norm in enumerate(segments) if not norm.isascii()]
+    joined, has_no_space = tokenize_non_ascii([segments[j] for j in others])
+    for j, tokens in zip(others, joined):
+        segments[j] = tokens
+    field_n[others] = np.where(has_no_space, char_n, word_n)
     record_fields = np.zeros(len(records) + 1, dtype=np.int64)
     record_fields[1:] = [len(fields) for fields in records]
     return _spans(segments, field_n, record_fields)
