@@ -333,6 +333,24 @@ def test_bucket_edges_giant_bucket_compares_against_hubs_only():
     assert all(u < v and u < 4 for u, v, _ in edges)
 
 
+def test_pair_edges_are_bucket_edges_of_two_member_buckets():
+    rng = np.random.default_rng(3)
+    pairs = {}
+    for i in range(300):  # equal values around the threshold (90 of 128), and unrelated pairs
+        a = _sig(rng)
+        keep = int(rng.integers(80, 129)) if i % 3 else 0
+        pairs[2 * i, 2 * i + 1] = a.tobytes(), _sig(rng, a, keep).tobytes()
+    min_equal = minhash.min_equal_slots(0.7, 128)
+    expected = {
+        (u, v): sim
+        for (x, y), (sx, sy) in pairs.items()
+        for u, v, sim in minhash.bucket_edges([(x, sx), (y, sy)], 8, min_equal)
+    }
+    assert dict(minhash.pair_edges(pairs, min_equal)) == expected
+    assert 50 < len(expected) < 200
+    assert list(minhash.pair_edges({}, min_equal)) == []
+
+
 def test_min_equal_slots_is_an_exact_integer_threshold():
     assert minhash.min_equal_slots(0.7, 128) == 90  # 89.6 -> 90
     assert minhash.min_equal_slots(0.75, 128) == 96  # exactly 96, float fuzz ignored

@@ -58,6 +58,7 @@ import hashlib
 import pickle
 import unicodedata
 from collections import defaultdict
+from operator import itemgetter
 
 import apache_beam as beam
 import numpy as np
@@ -442,10 +443,16 @@ class _VerifyShardFn(beam.DoFn):
         for key, node, sig in unpack(element[1]):
             buckets[key].append((node, sig))
         links = {}  # (u, v) -> similarity, u < v
+        pairs = {}  # buckets of two members (most of them): compared at once, each pair once
         for members in buckets.values():
             self.sizes.update(len(members))
+            if len(members) == 2:
+                (u, sig_u), (v, sig_v) = sorted(members, key=itemgetter(0))
+                pairs[u, v] = sig_u, sig_v
+                continue
             for u, v, sim in minhash.bucket_edges(members, self.max_hubs, self.min_equal):
                 links[u, v] = sim
+        links.update(minhash.pair_edges(pairs, self.min_equal))
         self.edges.inc(len(links))
         if not links:
             return

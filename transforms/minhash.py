@@ -662,6 +662,21 @@ def min_equal_slots(threshold: float, num_perm: int) -> int:
     return max(1, math.ceil(threshold * num_perm - 1e-9))
 
 
+def pair_edges(pairs: dict[tuple, tuple[bytes, bytes]], min_equal: int) -> Iterator[tuple]:
+    """``((u, v), estimated Jaccard)`` of the pairs with at least ``min_equal`` equal signature
+    values; ``pairs`` maps ``(u, v)`` to their signature bytes. Compared all at once: the same
+    test, with the same figure, as ``bucket_edges`` on a bucket of the two."""
+    if not pairs:
+        return
+    left = np.frombuffer(b"".join(a for a, _ in pairs.values()), dtype="<u4")
+    right = np.frombuffer(b"".join(b for _, b in pairs.values()), dtype="<u4")
+    num_perm = len(next(iter(pairs.values()))[0]) // 4
+    equal = (left == right).reshape(len(pairs), num_perm).sum(axis=1)
+    for pair, count in zip(pairs, equal.tolist()):
+        if count >= min_equal:
+            yield pair, float(count) / num_perm
+
+
 def bucket_edges(
     members: Iterable[tuple], max_hubs: int, min_equal: int, *, chunk: int = 1024
 ) -> Iterator[tuple]:
