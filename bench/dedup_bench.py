@@ -398,6 +398,16 @@ def part_loop(n: int, permutations: str = "fresh") -> list[dict]:
     ]
 
 
+def _pass_through_fn():
+    from transforms.clusters import FrozenHeapDoFn
+
+    class PassThrough(FrozenHeapDoFn):
+        def process(self, element):
+            yield element
+
+    return PassThrough()
+
+
 def _build(p, corpus: Path, out_dir: Path, config, read_only: bool) -> None:
     """Read the corpus; dedup it and write the removed rows (or only count, ``read_only``)."""
     import apache_beam as beam
@@ -407,7 +417,13 @@ def _build(p, corpus: Path, out_dir: Path, config, read_only: bool) -> None:
 
     records = p | "Read" >> beam.io.ReadFromParquet(str(corpus))
     if read_only:
-        _ = records | "Count" >> beam.combiners.Count.Globally()
+        # Under the same collector settings as Deduplicate's stages: a DoFn of the read's stage
+        # freezes the worker's long-lived objects first (clusters.FrozenHeapDoFn).
+        _ = (
+            records
+            | "FreezeLongLived" >> beam.ParDo(_pass_through_fn())
+            | "Count" >> beam.combiners.Count.Globally()
+        )
         return
     out = records | "Dedup" >> Deduplicate(config=config)
     _ = out["removed"] | "WriteRemoved" >> beam.io.WriteToParquet(

@@ -198,6 +198,36 @@ def paused_gc():
             gc.enable()
 
 
+_FROZEN = False
+
+
+def freeze_long_lived() -> None:
+    """Once per process: collect, then move every object the process holds now out of the
+    cyclic collector's reach (``gc.freeze``).
+
+    At a worker's first setup those are its modules, the runner's own state and the pipeline:
+    they live as long as the process. Until frozen, every full collection walks all of them
+    again (measured: ~190k objects, ~75 ms per full collection, ~1 s of a 100k dedup run).
+    Objects freed by reference counting are freed as before; only a reference cycle among the
+    frozen objects would outlive its use.
+    """
+    global _FROZEN
+    if not _FROZEN:
+        _FROZEN = True
+        gc.collect()
+        gc.freeze()
+
+
+class FrozenHeapDoFn(beam.DoFn):
+    """A DoFn whose ``setup`` freezes the worker's long-lived objects (``freeze_long_lived``).
+
+    Every DoFn of the dedup derives from it: a worker may run any of them first.
+    """
+
+    def setup(self):
+        freeze_long_lived()
+
+
 def _loads(blob: bytes):
     with paused_gc():
         return pickle.loads(blob)
@@ -240,7 +270,7 @@ def _regroup(blobs: Iterable[bytes]) -> dict:
     return groups
 
 
-class _RouteFn(beam.DoFn):
+class _RouteFn(FrozenHeapDoFn):
     def __init__(self, route: str):
         self.route = route
 
@@ -248,7 +278,7 @@ class _RouteFn(beam.DoFn):
         yield from route_batch(edges, self.route, num_shards)
 
 
-class _StarStepFn(beam.DoFn):
+class _StarStepFn(FrozenHeapDoFn):
     """(shard, lists of (node, neighbour)) → the kernel's new edges, routed for the next step."""
 
     def __init__(self, kernel: str, route: str):
@@ -262,7 +292,7 @@ class _StarStepFn(beam.DoFn):
         yield from route_batch(new_edges, self.route, num_shards)
 
 
-class _ResolveFn(beam.DoFn):
+class _ResolveFn(FrozenHeapDoFn):
     """(shard, lists of (node, link)) → lists of (child, root) assignments (see ``resolve``)."""
 
     def __init__(self):

@@ -68,6 +68,7 @@ from apache_beam.metrics import Metrics
 from transforms import minhash
 from transforms.clusters import (
     NAMESPACE,
+    FrozenHeapDoFn,
     ShardedConnectedComponents,
     node_shard,
     pack,
@@ -283,7 +284,18 @@ def _emit_all(buffers: dict, layout):
     yield from _band_arrays(rows, sids, layout[1])
 
 
-class _FingerprintFn(beam.DoFn):
+class _PackBatchFn(FrozenHeapDoFn):
+    """A list of records → one pickle (``clusters.pack``).
+
+    It runs in the stage that produces the records, so its ``setup`` freezes the worker's
+    long-lived objects before that stage allocates any record.
+    """
+
+    def process(self, batch):
+        yield pack(batch)
+
+
+class _FingerprintFn(FrozenHeapDoFn):
     """Batch of records → parked records, and exact-hash (or band) entries, sharded."""
 
     def __init__(self, config: DedupConfig, exact: bool, near: bool):
@@ -293,6 +305,7 @@ class _FingerprintFn(beam.DoFn):
         self.blank = Metrics.counter(NAMESPACE, "skipped:no_text_in_fields")
 
     def setup(self):
+        super().setup()
         c = self.config
         self.hasher = minhash.MinHasher(
             c.num_perm, c.seed, scheme=c.scheme, hash_function=c.hash_function
@@ -342,7 +355,7 @@ class _FingerprintFn(beam.DoFn):
         yield from _emit_all(out, layout)
 
 
-class _ExactShardFn(beam.DoFn):
+class _ExactShardFn(FrozenHeapDoFn):
     """Shard of (exact hash, node, sig, keys) → survivors' entries, exact removals (parked).
 
     Within a group of equal hashes the smallest rank survives. A giant group (100k identical
@@ -378,7 +391,7 @@ class _ExactShardFn(beam.DoFn):
         yield from _emit_all(out, layout)
 
 
-class _BucketShardFn(beam.DoFn):
+class _BucketShardFn(FrozenHeapDoFn):
     """Shard of (band keys, sids) arrays → a signature request per member of a shared bucket."""
 
     def __init__(self):
@@ -402,7 +415,7 @@ class _BucketShardFn(beam.DoFn):
         yield from _emit(wants)
 
 
-class _SignatureShardFn(beam.DoFn):
+class _SignatureShardFn(FrozenHeapDoFn):
     """Shard of signatures and requests → (band key, node, sig) for every requested member."""
 
     def process(self, element, layout):
@@ -424,7 +437,7 @@ class _SignatureShardFn(beam.DoFn):
         yield from _emit(out)
 
 
-class _VerifyShardFn(beam.DoFn):
+class _VerifyShardFn(FrozenHeapDoFn):
     """Shard of (band key, node, sig) → verified edges (main, as lists) and parked links."""
 
     def __init__(self, config: DedupConfig):
@@ -475,7 +488,7 @@ def _roots_to_park(element):
 _SLOT = {"rec": 0, "state": 1, "exact": 2, "root": 3, "link": 4}
 
 
-class _DecideShardFn(beam.DoFn):
+class _DecideShardFn(FrozenHeapDoFn):
     """Shard of parked entries → kept records (main), removed rows, exact and band state.
 
     Every ``rec`` entry yields exactly one kept record or one removed row.
@@ -579,7 +592,11 @@ class _DedupCore(beam.PTransform):
         )
         # Reshuffled so that the batches of one input split (a single-row-group Parquet file is
         # one split) spread over all workers: Flink keeps a split's elements on one subtask.
-        batches = batched | "PackBatch" >> beam.Map(pack) | "SpreadBatches" >> beam.Reshuffle()
+        batches = (
+            batched
+            | "PackBatch" >> beam.ParDo(_PackBatchFn())
+            | "SpreadBatches" >> beam.Reshuffle()
+        )
         # Output: (record shards, band shards), from the number of records (counted per batch).
         layout_pc = (
             batched
