@@ -151,21 +151,33 @@ def tokenize_non_ascii(norms: list[str]) -> tuple[list[str], np.ndarray]:
     has_no_space = np.bincount(text_of[single], minlength=len(norms)) > 0
     first = np.flatnonzero(single | (word & ~np.concatenate(([False], word[:-1]))))
     stop = np.flatnonzero(single | (word & ~np.concatenate((word[1:], [False])))) + 1
-    # Lay the tokens out one space apart, a newline after each text's last token.
-    lengths = stop - first
-    new_start = np.cumsum(lengths) - lengths + np.arange(len(first))
-    laid = np.full(int(new_start[-1] + lengths[-1]) + 1 if len(first) else 0, 32, np.uint32)
-    token = word | single
-    laid[np.flatnonzero(token) - np.repeat(first - new_start, lengths)] = points[token]
+    # The tokens one space apart, a newline (not a space) after each text's last token.
+    laid, new_start = _one_space_apart(points, word | single, first, stop, trailing=1)
     owner = text_of[first]
     last_of_text = np.flatnonzero(np.diff(owner, append=-1))
-    laid[new_start[last_of_text] + lengths[last_of_text]] = 10
+    laid[new_start[last_of_text] + (stop - first)[last_of_text]] = 10
     joined = [""] * len(norms)
     for i, tokens in zip(
         owner[last_of_text].tolist(), laid.tobytes().decode("utf-32-le").split("\n")
     ):
         joined[i] = tokens
     return joined, has_no_space
+
+
+def _one_space_apart(values, in_token, first, stop, trailing: int = 0):
+    """(a new array of the tokens ``values[first[t]:stop[t]]`` one space (32) apart, with
+    ``trailing`` more spaces at its end; where each token starts in it).
+
+    ``in_token`` marks exactly the positions of ``values`` inside a token. Token t starts after
+    all earlier tokens' values and t separators; one scatter moves every value, no Python object
+    per token.
+    """
+    lengths = stop - first
+    starts = np.cumsum(lengths) - lengths + np.arange(len(first))
+    size = int(starts[-1] + lengths[-1]) + trailing if len(first) else 0
+    laid = np.full(size, 32, dtype=values.dtype)
+    laid[np.flatnonzero(in_token) - np.repeat(first - starts, lengths)] = values[in_token]
+    return laid, starts
 
 
 def has_no_space_script_normalized(norm: str) -> bool:
@@ -301,12 +313,8 @@ def _spans(
     edge = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     first = np.flatnonzero(edge == 1)  # first byte of each token, in raw
     stop = np.flatnonzero(edge == -1)  # one past its last byte
-    # The new buffer: token t's bytes start after all earlier tokens' bytes and t separators.
-    lengths = stop - first
-    tok_start = np.cumsum(lengths) - lengths + np.arange(len(first))
-    tok_end = tok_start + lengths
-    buf = np.full(int(tok_end[-1]) if len(first) else 0, 32, dtype=np.uint8)
-    buf[np.flatnonzero(word) - np.repeat(first - tok_start, lengths)] = raw[word]
+    buf, tok_start = _one_space_apart(raw, word, first, stop)
+    tok_end = tok_start + (stop - first)
     field_of = newlines[first]
     return _field_shingles(buf.tobytes(), tok_start, tok_end, field_of, field_n, record_fields)
 
