@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import apache_beam as beam
@@ -25,6 +26,51 @@ def test_kernels():
     assigned, unresolved = clusters.resolve(1, [("down", 4), ("down", 6)])
     assert sorted(assigned) == [(4, 1), (6, 1)] and unresolved == 0
     assert clusters.resolve(4, [("up", 1), ("down", 9)]) == ([], 1)
+
+
+def test_star_marks_and_finished_stars():
+    assert clusters.star_marks(2, [5, 7, 5]) == [(2, ("centre", 2))]
+    assert clusters.star_marks(5, [2]) == [(2, ("leaf", 5))]
+    assert clusters.star_marks(5, [2, 7]) == []  # neither a centre nor a leaf
+    assert clusters.star_marks(5, [5]) == []
+    centre_and_leaves = [("centre", 2), ("leaf", 7), ("leaf", 5), ("leaf", 5)]
+    assert clusters.finished_star(2, [], centre_and_leaves) == [5, 7]
+    assert clusters.finished_star(2, [], [("centre", 3), ("leaf", 7), ("leaf", 5)]) is None
+    assert clusters.finished_star(2, [1], centre_and_leaves) is None  # 2 is not the minimum
+    assert clusters.finished_star(2, [], [("leaf", 7)]) is None  # no centre mark
+
+
+def _packed(entries, marks=()):
+    return [clusters.pack((list(entries), list(marks)))]
+
+
+def _unpacked(outputs):
+    entries, marks = [], []
+    for _, blob in outputs:
+        e, m = pickle.loads(blob)
+        entries += e
+        marks += m
+    return sorted(entries), sorted(marks)
+
+
+def test_a_finished_star_is_assigned_and_leaves_the_rounds():
+    """Small-Star assigns a star's leaves and marks its centre; Large-Star then drops it."""
+    small = clusters._SmallStarFn("both", find_finished=True)
+    centre_and_leaves = [(2, ("centre", 2)), (2, ("leaf", 5)), (2, ("leaf", 7))]
+    outputs = list(small.process((0, _packed([(5, 2), (7, 2)], centre_and_leaves)), 1))
+    final = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
+    assert [pickle.loads(blob) for _, blob in final] == [[(5, 2), (7, 2)]]
+    rest = [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]
+    edges, marks = _unpacked(rest)
+    assert edges == [(2, 5), (2, 7), (5, 2), (7, 2)] and marks == [(2, clusters.DONE)]
+
+    large = clusters._LargeStarFn()
+    assert _unpacked(large.process((0, _packed(edges, marks)), 1)) == (
+        [],
+        [(2, ("leaf", 5)), (2, ("leaf", 7))],
+    )
+    # without the mark, the star's edges would go round again
+    assert _unpacked(large.process((0, _packed(edges)), 1))[0] == [(5, 2), (7, 2)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -100,3 +146,26 @@ def test_beam_components_equal_union_find():
 def test_beam_components_equal_union_find_on_random_graphs(edge_sets):
     # random graphs of <= 41 nodes need <= 5 rounds (3,000 tried with star_components)
     _run_beam(edge_sets, max_rounds=6)
+
+
+def test_beam_with_too_few_rounds_is_safe_and_agrees_with_the_driver():
+    """Finished stars leave the Beam rounds one step later than the driver's: same result."""
+    rng = random.Random(5)
+    edge_sets = [
+        [(rng.randint(0, n), rng.randint(0, n)) for _ in range(rng.randint(1, 60))]
+        for n in (4, 10, 30, 40, 40)
+    ] + [[(i, i + 1) for i in range(40)], [(i, 1000 + i) for i in range(20)]]
+    edges = [((g, u), (g, v)) for g, es in enumerate(edge_sets) for u, v in es]
+    truth = clusters.union_find_components(edges)
+    for max_rounds in (1, 2, 3):
+        expected, _, _ = clusters.star_components(edges, max_rounds=max_rounds)
+        with BeamTestPipeline(runner="FnApiRunner") as p:
+            got = (
+                p
+                | beam.Create(edges)
+                | clusters.ConnectedComponents(max_rounds=max_rounds, num_shards=3)
+            )
+            assert_that(got, equal_to(sorted(expected.items())))
+        for node, root in expected.items():
+            assert root < node and truth.get(root, root) == truth[node] and root not in expected
+        assert len(expected) < len(truth)  # not converged: the path needs 6 rounds
