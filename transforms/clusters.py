@@ -252,8 +252,12 @@ def paused_gc():
     Building or unpickling thousands of records allocates millions of small containers; each
     700 of them trigger a collection that walks the young heap, and every few a full one that
     walks everything the worker holds (measured: ~25% of dedup's CPU at 100k records). The
-    objects made here hold no reference cycles, so nothing is lost by collecting later. Use it
-    around computation only, never around a ``yield`` (downstream code would run paused too).
+    objects made here hold no reference cycles, so nothing is lost by collecting later.
+
+    Restoring the collector costs one collection of the young objects still alive. Around a
+    DoFn's computation, yielding after: fine when the outputs are a few pickled blobs. A DoFn
+    whose outputs are many small objects yields inside instead (downstream code then runs
+    paused too, for one element), so that they are consumed before that collection walks them.
     """
     enabled = gc.isenabled()
     gc.disable()

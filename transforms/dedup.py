@@ -501,9 +501,8 @@ class _DecideShardFn(FrozenHeapDoFn):
         self.removed = Metrics.counter(NAMESPACE, "minhash:removed")
 
     def process(self, element):
-        with paused_gc():  # compute with the collector paused, yield after
-            outputs = list(self._run(element))
-        yield from outputs
+        with paused_gc():  # yields inside: a record and two state rows per kept record
+            yield from self._run(element)
 
     def _run(self, element):
         nodes = {}  # node -> (recs, states, exact, roots, links)
