@@ -399,9 +399,9 @@ def part_loop(n: int, permutations: str = "fresh") -> list[dict]:
 
 
 def _pass_through_fn():
-    from transforms.clusters import FrozenHeapDoFn
+    from transforms.worker import TunedWorkerDoFn
 
-    class PassThrough(FrozenHeapDoFn):
+    class PassThrough(TunedWorkerDoFn):
         def process(self, element):
             yield element
 
@@ -417,11 +417,11 @@ def _build(p, corpus: Path, out_dir: Path, config, read_only: bool) -> None:
 
     records = p | "Read" >> beam.io.ReadFromParquet(str(corpus))
     if read_only:
-        # Under the same collector settings as Deduplicate's stages: a DoFn of the read's stage
-        # freezes the worker's long-lived objects first (clusters.FrozenHeapDoFn).
+        # Under the same process settings as Deduplicate's stages: a DoFn of the read's stage
+        # tunes the worker first (worker.TunedWorkerDoFn).
         _ = (
             records
-            | "FreezeLongLived" >> beam.ParDo(_pass_through_fn())
+            | "TuneWorker" >> beam.ParDo(_pass_through_fn())
             | "Count" >> beam.combiners.Count.Globally()
         )
         return

@@ -37,8 +37,6 @@ Run ``python -m transforms.clusters`` to print the rounds needed by a few advers
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import pickle
 import zlib
 from collections import defaultdict
@@ -46,6 +44,8 @@ from collections.abc import Hashable, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+
+from transforms.worker import TunedWorkerDoFn, paused_gc
 
 NAMESPACE = "dedup"
 
@@ -245,59 +245,6 @@ def unpack(blobs: Iterable[bytes]) -> Iterator:
         yield from _loads(blob)
 
 
-@contextlib.contextmanager
-def paused_gc():
-    """Pause the cyclic garbage collector for a burst of allocations, then restore it.
-
-    Building or unpickling thousands of records allocates millions of small containers; each
-    700 of them trigger a collection that walks the young heap, and every few a full one that
-    walks everything the worker holds (measured: ~25% of dedup's CPU at 100k records). The
-    objects made here hold no reference cycles, so nothing is lost by collecting later.
-
-    Restoring the collector costs one collection of the young objects still alive. Around a
-    DoFn's computation, yielding after: fine when the outputs are a few pickled blobs. A DoFn
-    whose outputs are many small objects yields inside instead (downstream code then runs
-    paused too, for one element), so that they are consumed before that collection walks them.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-_FROZEN = False
-
-
-def freeze_long_lived() -> None:
-    """Once per process: collect, then move every object the process holds now out of the
-    cyclic collector's reach (``gc.freeze``).
-
-    At a worker's first setup those are its modules, the runner's own state and the pipeline:
-    they live as long as the process. Until frozen, every full collection walks all of them
-    again (measured: ~200k objects, 80-95 ms per full collection, ~1 s of a 100k dedup run).
-    Objects freed by reference counting are freed as before; only a reference cycle among the
-    frozen objects would outlive its use.
-    """
-    global _FROZEN
-    if not _FROZEN:
-        _FROZEN = True
-        gc.collect()
-        gc.freeze()
-
-
-class FrozenHeapDoFn(beam.DoFn):
-    """A DoFn whose ``setup`` freezes the worker's long-lived objects (``freeze_long_lived``).
-
-    Every DoFn of the dedup derives from it: a worker may run any of them first.
-    """
-
-    def setup(self):
-        freeze_long_lived()
-
-
 def _loads(blob: bytes):
     with paused_gc():
         return pickle.loads(blob)
@@ -358,7 +305,7 @@ def _assignments(pairs: list[tuple], num_shards: int) -> Iterator[tuple]:
         yield shard, pack(shard_pairs)
 
 
-class _RouteFn(FrozenHeapDoFn):
+class _RouteFn(TunedWorkerDoFn):
     def __init__(self, route: str):
         self.route = route
 
@@ -366,7 +313,7 @@ class _RouteFn(FrozenHeapDoFn):
         yield from route_batch(edges, self.route, num_shards)
 
 
-class _LargeStarFn(FrozenHeapDoFn):
+class _LargeStarFn(TunedWorkerDoFn):
     """(shard, neighbourhoods) → Large-Star edges routed for Small-Star, with star marks.
 
     A node marked ``DONE`` belongs to a component already assigned: its edges go no further.
@@ -383,7 +330,7 @@ class _LargeStarFn(FrozenHeapDoFn):
         yield from route_batch(new_edges, "larger", num_shards, new_marks)
 
 
-class _SmallStarFn(FrozenHeapDoFn):
+class _SmallStarFn(TunedWorkerDoFn):
     """(shard, smaller neighbourhoods and marks) → Small-Star edges routed for ``route``;
     finished stars' assignments (tagged ``final``) unless this is the last round."""
 
@@ -410,7 +357,7 @@ class _SmallStarFn(FrozenHeapDoFn):
                 yield beam.pvalue.TaggedOutput("final", assigned)
 
 
-class _ResolveFn(FrozenHeapDoFn):
+class _ResolveFn(TunedWorkerDoFn):
     """(shard, lists of (node, link)) → lists of (child, root) assignments (see ``resolve``)."""
 
     def __init__(self):

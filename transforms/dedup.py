@@ -68,16 +68,15 @@ from apache_beam.metrics import Metrics
 from transforms import minhash
 from transforms.clusters import (
     NAMESPACE,
-    FrozenHeapDoFn,
     ShardedConnectedComponents,
     node_shard,
     pack,
-    paused_gc,
     union_find_components,
     unpack,
 )
 from transforms.dedup_config import DedupConfig
 from transforms.text import normalize_text, stable_hash
+from transforms.worker import TunedWorkerDoFn, paused_gc
 
 EXACT_STATE_SCHEMA = pa.schema(
     [
@@ -284,18 +283,18 @@ def _emit_all(buffers: dict, layout):
     yield from _band_arrays(rows, sids, layout[1])
 
 
-class _PackBatchFn(FrozenHeapDoFn):
+class _PackBatchFn(TunedWorkerDoFn):
     """A list of records → one pickle (``clusters.pack``).
 
-    It runs in the stage that produces the records, so its ``setup`` freezes the worker's
-    long-lived objects before that stage allocates any record.
+    It runs in the stage that produces the records, so its ``setup`` tunes the worker
+    (``worker.tune_worker_process``) before that stage allocates any record.
     """
 
     def process(self, batch):
         yield pack(batch)
 
 
-class _FingerprintFn(FrozenHeapDoFn):
+class _FingerprintFn(TunedWorkerDoFn):
     """Batch of records → parked records, and exact-hash (or band) entries, sharded."""
 
     def __init__(self, config: DedupConfig, exact: bool, near: bool):
@@ -355,7 +354,7 @@ class _FingerprintFn(FrozenHeapDoFn):
         yield from _emit_all(out, layout)
 
 
-class _ExactShardFn(FrozenHeapDoFn):
+class _ExactShardFn(TunedWorkerDoFn):
     """Shard of (exact hash, node, sig, keys) → survivors' entries, exact removals (parked).
 
     Within a group of equal hashes the smallest rank survives. A giant group (100k identical
@@ -391,7 +390,7 @@ class _ExactShardFn(FrozenHeapDoFn):
         yield from _emit_all(out, layout)
 
 
-class _BucketShardFn(FrozenHeapDoFn):
+class _BucketShardFn(TunedWorkerDoFn):
     """Shard of (band keys, sids) arrays → a signature request per member of a shared bucket."""
 
     def __init__(self):
@@ -415,7 +414,7 @@ class _BucketShardFn(FrozenHeapDoFn):
         yield from _emit(wants)
 
 
-class _SignatureShardFn(FrozenHeapDoFn):
+class _SignatureShardFn(TunedWorkerDoFn):
     """Shard of signatures and requests → (band key, node, sig) for every requested member."""
 
     def process(self, element, layout):
@@ -437,7 +436,7 @@ class _SignatureShardFn(FrozenHeapDoFn):
         yield from _emit(out)
 
 
-class _VerifyShardFn(FrozenHeapDoFn):
+class _VerifyShardFn(TunedWorkerDoFn):
     """Shard of (band key, node, sig) → verified edges (main, as lists) and parked links."""
 
     def __init__(self, config: DedupConfig):
@@ -488,7 +487,7 @@ def _roots_to_park(element):
 _SLOT = {"rec": 0, "state": 1, "exact": 2, "root": 3, "link": 4}
 
 
-class _DecideShardFn(FrozenHeapDoFn):
+class _DecideShardFn(TunedWorkerDoFn):
     """Shard of parked entries → kept records (main), removed rows, exact and band state.
 
     Every ``rec`` entry yields exactly one kept record or one removed row.
