@@ -30,7 +30,7 @@ _DOFNS = {
         "_VerifyShardFn",
         "_DecideShardFn",
     ),
-    clusters: ("_RouteFn", "_StarStepFn", "_ResolveFn"),
+    clusters: ("_RouteFn", "_LargeStarFn", "_SmallStarFn", "_ResolveFn"),
 }
 
 
