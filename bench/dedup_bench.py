@@ -399,9 +399,9 @@ def part_loop(n: int, permutations: str = "fresh") -> list[dict]:
 
 
 def _pass_through_fn():
-    from transforms.worker import TunedWorkerDoFn
+    from transforms.worker import FrozenHeapDoFn
 
-    class PassThrough(TunedWorkerDoFn):
+    class PassThrough(FrozenHeapDoFn):
         def process(self, element):
             yield element
 
@@ -417,11 +417,11 @@ def _build(p, corpus: Path, out_dir: Path, config, read_only: bool) -> None:
 
     records = p | "Read" >> beam.io.ReadFromParquet(str(corpus))
     if read_only:
-        # Under the same process settings as Deduplicate's stages: a DoFn of the read's stage
-        # tunes the worker first (worker.TunedWorkerDoFn).
+        # Under the same collector settings as Deduplicate's stages: a DoFn of the read's stage
+        # freezes the worker's long-lived objects first (worker.FrozenHeapDoFn).
         _ = (
             records
-            | "TuneWorker" >> beam.ParDo(_pass_through_fn())
+            | "FreezeLongLived" >> beam.ParDo(_pass_through_fn())
             | "Count" >> beam.combiners.Count.Globally()
         )
         return
@@ -468,6 +468,8 @@ def part_pipeline(n: int, workers: int, overrides: str, read_only: bool = False)
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from pipelines.options import prepare_process
+
     corpus, _ = planted.write(n)
     config, label = _config(overrides)
     out_dir = planted.WORK / f"out_{n}_{workers}"
@@ -475,10 +477,12 @@ def part_pipeline(n: int, workers: int, overrides: str, read_only: bool = False)
     args = ["--runner=FnApiRunner"]
     if workers > 1:
         args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    options = PipelineOptions(args)
+    prepare_process(options)  # as `instructmix run` does (in-process: freed memory is kept)
     sampler = RssSampler()
     sampler.start()
     t0, c0 = time.perf_counter(), _cpu()
-    with beam.Pipeline(options=PipelineOptions(args)) as p:
+    with beam.Pipeline(options=options) as p:
         _build(p, corpus, out_dir, config, read_only)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
     procs = sampler.stop()

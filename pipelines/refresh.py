@@ -47,6 +47,7 @@ from pipelines.options import (
     TEMPLATE_STAGED,
     job_runs_later,
     pipeline_options,
+    prepare_process,
     runner_description,
 )
 from pipelines.refresh_errors import PublishRefusedError
@@ -403,6 +404,7 @@ def refresh(argv: list[str] | None = None) -> dict:
                 f"refresh cannot publish after {later}: it checks, commits and publishes after "
                 "its job, so it needs a driver that waits (deploy/README.md, Dataflow)"
             )
+        prepare_process(options)
         pipeline = beam.Pipeline(options=options)
         build_refresh_pipeline(
             pipeline, args, night, log, [f for f in files if run.is_template_file(f)], previous

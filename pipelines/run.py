@@ -19,7 +19,12 @@ from pipelines import audit
 from pipelines import inputs as inputs_lib
 from pipelines import manifest as manifest_lib
 from pipelines.config import RunConfig, load_config
-from pipelines.options import job_runs_later, pipeline_options, runner_description
+from pipelines.options import (
+    job_runs_later,
+    pipeline_options,
+    prepare_process,
+    runner_description,
+)
 from transforms import accounting
 from transforms.dedup import BAND_STATE_SCHEMA, EXACT_STATE_SCHEMA, Deduplicate
 from transforms.formats import load_template_sets
@@ -220,6 +225,7 @@ def run(argv: list[str] | None = None) -> dict:
     files = inputs_lib.expand_inputs(args.inputs)
     inputs_lib.clear_outputs(args.output, OUTPUT_DIRS + (manifest_lib.MANIFEST,))
     options = pipeline_options(beam_args)
+    prepare_process(options)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, args, files)
     result = pipeline.run()

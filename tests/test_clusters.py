@@ -54,23 +54,23 @@ def _unpacked(outputs):
 
 
 def test_a_finished_star_is_assigned_and_leaves_the_rounds():
-    """Small-Star assigns a star's leaves and marks its centre; Large-Star then drops it."""
+    """Small-Star gives a star's leaves their root and marks its centre; Large-Star then drops
+    the star's edges and carries the roots on, and Resolve outputs them."""
     small = clusters._SmallStarFn("both", find_finished=True)
     centre_and_leaves = [(2, ("centre", 2)), (2, ("leaf", 5)), (2, ("leaf", 7))]
-    outputs = list(small.process((0, _packed([(5, 2), (7, 2)], centre_and_leaves)), 1))
-    final = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
-    assert [pickle.loads(blob) for _, blob in final] == [[(5, 2), (7, 2)]]
-    rest = [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]
-    edges, marks = _unpacked(rest)
-    assert edges == [(2, 5), (2, 7), (5, 2), (7, 2)] and marks == [(2, clusters.DONE)]
+    edges, marks = _unpacked(small.process((0, _packed([(5, 2), (7, 2)], centre_and_leaves)), 1))
+    assert edges == [(2, 5), (2, 7), (5, 2), (7, 2)]
+    roots = [(5, ("root", 2)), (7, ("root", 2))]
+    assert marks == sorted([(2, clusters.DONE), *roots])
 
     large = clusters._LargeStarFn()
-    assert _unpacked(large.process((0, _packed(edges, marks)), 1)) == (
-        [],
-        [(2, ("leaf", 5)), (2, ("leaf", 7))],
-    )
-    # without the mark, the star's edges would go round again
+    after = _unpacked(large.process((0, _packed(edges, marks)), 1))
+    assert after == ([], sorted([(2, ("leaf", 5)), (2, ("leaf", 7)), *roots]))
+    # without the DONE mark, the star's edges would go round again
     assert _unpacked(large.process((0, _packed(edges)), 1))[0] == [(5, 2), (7, 2)]
+
+    resolved = clusters._ResolveFn().process((0, _packed([], after[1])), 1)
+    assert [pickle.loads(blob) for _, blob in resolved] == [[(5, 2), (7, 2)]]
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,4 +1,4 @@
-"""Worker process settings: freed memory is reused without page faults, and the opt-out works."""
+"""Keeping freed memory: reused without page faults, in-process runs only, and the opt-out."""
 
 from __future__ import annotations
 
@@ -15,25 +15,27 @@ PAGES = BUFFER // 4096
 
 _PROGRAM = """
 import resource, sys
+from pipelines.options import pipeline_options, prepare_process
 from transforms import worker
-if sys.argv[1] == "hold":
+mode, size = sys.argv[1], int(sys.argv[2])
+if mode == "hold":
     assert worker.hold_freed_memory()
-elif sys.argv[1] == "tune":
-    worker.tune_worker_process()
+elif mode.startswith("prepare"):
+    prepare_process(pipeline_options(sys.argv[3:]))
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-buffers = [b"x" * %(size)d for _ in range(2)]  # warm up: the heap grows once
+buffers = [b"x" * size for _ in range(2)]  # warm up: the heap grows once
 del buffers
 before = faults()
 for _ in range(10):
-    buffer = b"x" * %(size)d  # written through: every page it gets is touched
+    buffer = b"x" * size  # written through: every page it gets is touched
     del buffer
 print(faults() - before)
-""" % {"size": BUFFER}
+"""
 
 
-def _page_faults(mode: str, **env: str) -> int:
+def _page_faults(mode: str, *beam_args: str, **env: str) -> int:
     out = subprocess.run(
-        [sys.executable, "-c", _PROGRAM, mode],
+        [sys.executable, "-c", _PROGRAM, mode, str(BUFFER), *beam_args],
         capture_output=True,
         text=True,
         check=True,
@@ -44,9 +46,13 @@ def _page_faults(mode: str, **env: str) -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
-def test_held_memory_is_reused_without_page_faults():
+def test_freed_memory_is_kept_for_in_process_runs_only():
     # glibc's default: each 64 MB buffer is a fresh mmap, faulted in page by page
     assert _page_faults("defaults") > 9 * PAGES
     assert _page_faults("hold") < PAGES // 10
-    assert _page_faults("tune") < PAGES // 10
-    assert _page_faults("tune", INSTRUCTMIX_MALLOC_DEFAULTS="1") > 9 * PAGES
+    # the default runner runs in-process: the launcher is the worker
+    assert _page_faults("prepare") < PAGES // 10
+    assert _page_faults("prepare", INSTRUCTMIX_MALLOC_DEFAULTS="1") > 9 * PAGES
+    separate_workers = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    assert _page_faults("prepare", *separate_workers) > 9 * PAGES
+    assert _page_faults("prepare", "--runner=PortableRunner") > 9 * PAGES

@@ -21,10 +21,13 @@ Finished components leave the rounds. A component is finished when it is a star:
 smaller than all its neighbours, each of which has no other neighbour. Large-Star sees every
 node's whole neighbourhood, so it marks possible centres (with their degree) and leaves (at
 their only neighbour); the Small-Star step after it finds the centres whose degree equals their
-leaves, assigns those leaves at once (``finished_star``), and marks the centre ``DONE``: in the
-next Large-Star it emits nothing, and the component's edges are gone. Near-duplicate clusters
-are mostly stars after a round or two, so the remaining rounds carry almost nothing (100k
-planted records: 0.8 CPU-s less of ~15, same assignments).
+leaves (``finished_star``), gives each leaf its root as a mark, and marks the centre ``DONE``:
+in the next Large-Star it emits nothing, and the component's edges are gone. The root marks
+ride along (one small tuple per node, no kernel) to ``Resolve``, which outputs them: the graph
+of steps is the same as without the pruning (a separate output per round cost Flink a Python
+worker per round and stage). Near-duplicate clusters are mostly stars after a round or two, so
+the remaining rounds carry almost nothing (100k planted records: 0.8 CPU-s less of ~15, same
+assignments).
 
 Resolution (always safe, converged or not): after the last round, a node ``x`` is assigned root
 ``p`` only if ``p`` is one of its parents and ``p`` has no parent of its own. If the rounds did
@@ -45,7 +48,7 @@ from collections.abc import Hashable, Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.worker import TunedWorkerDoFn, paused_gc
+from transforms.worker import FrozenHeapDoFn, paused_gc
 
 NAMESPACE = "dedup"
 
@@ -296,16 +299,7 @@ def _regroup(blobs: Iterable[bytes]) -> tuple[dict, dict]:
     return groups, marks
 
 
-def _assignments(pairs: list[tuple], num_shards: int) -> Iterator[tuple]:
-    """(child, root) pairs as ``(shard of child, pack([pairs]))`` elements."""
-    out = defaultdict(list)
-    for child, root in pairs:
-        out[node_shard(child, num_shards)].append((child, root))
-    for shard, shard_pairs in out.items():
-        yield shard, pack(shard_pairs)
-
-
-class _RouteFn(TunedWorkerDoFn):
+class _RouteFn(FrozenHeapDoFn):
     def __init__(self, route: str):
         self.route = route
 
@@ -313,15 +307,20 @@ class _RouteFn(TunedWorkerDoFn):
         yield from route_batch(edges, self.route, num_shards)
 
 
-class _LargeStarFn(TunedWorkerDoFn):
-    """(shard, neighbourhoods) → Large-Star edges routed for Small-Star, with star marks.
+def _roots_carried(marks: dict) -> list[tuple]:
+    """The ``(node, ("root", root))`` marks of a shard: assignments made in an earlier round,
+    carried unchanged (a node keeps its shard) until ``Resolve`` outputs them."""
+    return [(node, mark) for node, ms in marks.items() for mark in ms if mark[0] == "root"]
 
-    A node marked ``DONE`` belongs to a component already assigned: its edges go no further.
-    """
+
+class _LargeStarFn(FrozenHeapDoFn):
+    """(shard, neighbourhoods and marks) → Large-Star edges routed for Small-Star, with star
+    marks. A node marked ``DONE`` belongs to a component already assigned: its edges go no
+    further."""
 
     def process(self, element, num_shards):
         groups, marks = _regroup(element[1])
-        new_edges, new_marks = [], []
+        new_edges, new_marks = [], _roots_carried(marks)
         for node, neighbours in groups.items():
             if DONE in marks.get(node, ()):
                 continue
@@ -330,17 +329,17 @@ class _LargeStarFn(TunedWorkerDoFn):
         yield from route_batch(new_edges, "larger", num_shards, new_marks)
 
 
-class _SmallStarFn(TunedWorkerDoFn):
-    """(shard, smaller neighbourhoods and marks) → Small-Star edges routed for ``route``;
-    finished stars' assignments (tagged ``final``) unless this is the last round."""
+class _SmallStarFn(FrozenHeapDoFn):
+    """(shard, smaller neighbourhoods and marks) → Small-Star edges routed for ``route``; a
+    finished star's leaves get their root (a ``("root", root)`` mark) and its centre ``DONE``.
+    """
 
     def __init__(self, route: str, find_finished: bool):
         self.route, self.find_finished = route, find_finished
-        self.assigned = Metrics.counter(NAMESPACE, "cc:assigned")
 
     def process(self, element, num_shards):
         groups, marks = _regroup(element[1])
-        new_edges, done, final = [], [], []
+        new_edges, new_marks = [], _roots_carried(marks)
         for node in groups.keys() | marks.keys():
             smaller = groups.get(node, ())
             new_edges.extend(small_star(node, smaller))
@@ -348,32 +347,35 @@ class _SmallStarFn(TunedWorkerDoFn):
                 finished_star(node, smaller, marks.get(node, ())) if self.find_finished else None
             )
             if leaves:
-                final.extend((leaf, node) for leaf in leaves)
-                done.append((node, DONE))
-        yield from route_batch(new_edges, self.route, num_shards, done)
-        if final:
-            self.assigned.inc(len(final))
-            for assigned in _assignments(final, num_shards):
-                yield beam.pvalue.TaggedOutput("final", assigned)
+                new_marks.extend((leaf, ("root", node)) for leaf in leaves)
+                new_marks.append((node, DONE))
+        yield from route_batch(new_edges, self.route, num_shards, new_marks)
 
 
-class _ResolveFn(TunedWorkerDoFn):
-    """(shard, lists of (node, link)) → lists of (child, root) assignments (see ``resolve``)."""
+class _ResolveFn(FrozenHeapDoFn):
+    """(shard, lists of (node, link) and carried roots) → lists of (child, root) assignments
+    (see ``resolve``)."""
 
     def __init__(self):
         self.unresolved = Metrics.counter(NAMESPACE, "cc:unresolved")
         self.assigned = Metrics.counter(NAMESPACE, "cc:assigned")
 
     def process(self, element, num_shards):
-        pairs, missing = [], 0
-        for node, links in _regroup(element[1])[0].items():
+        groups, marks = _regroup(element[1])
+        pairs = [(node, mark[1]) for node, mark in _roots_carried(marks)]
+        missing = 0
+        for node, links in groups.items():
             assigned, unresolved = resolve(node, links)
             missing += unresolved
             pairs.extend(assigned)
         if missing:
             self.unresolved.inc(missing)
         self.assigned.inc(len(pairs))
-        yield from _assignments(pairs, num_shards)
+        out = defaultdict(list)
+        for child, root in pairs:
+            out[node_shard(child, num_shards)].append((child, root))
+        for shard, shard_pairs in out.items():
+            yield shard, pack(shard_pairs)
 
 
 class ShardedConnectedComponents(beam.PTransform):
@@ -395,27 +397,21 @@ class ShardedConnectedComponents(beam.PTransform):
         p = self.num_shards
         # Output: (shard, pack((entries, marks))) for large-star.
         current = edge_lists | "Route" >> beam.ParDo(_RouteFn("both"), p)
-        assignments = []
         for i in range(self.max_rounds):
             last = i == self.max_rounds - 1
-            small = (
+            current = (
                 current
                 | f"Round{i}/LargeStar/Group" >> beam.GroupByKey()
                 | f"Round{i}/LargeStar" >> beam.ParDo(_LargeStarFn(), p)
                 | f"Round{i}/SmallStar/Group" >> beam.GroupByKey()
                 | f"Round{i}/SmallStar"
-                >> beam.ParDo(
-                    _SmallStarFn("links" if last else "both", find_finished=not last), p
-                ).with_outputs("final", main="edges")
+                >> beam.ParDo(_SmallStarFn("links" if last else "both", find_finished=not last), p)
             )
-            assignments.append(small.final)
-            current = small.edges
-        resolved = (
+        return (
             current
             | "Resolve/Group" >> beam.GroupByKey()
             | "Resolve" >> beam.ParDo(_ResolveFn(), p)
         )
-        return [resolved, *assignments] | "Assignments" >> beam.Flatten()
 
 
 def _flatten_assignments(element):

@@ -76,7 +76,7 @@ from transforms.clusters import (
 )
 from transforms.dedup_config import DedupConfig
 from transforms.text import normalize_text, stable_hash
-from transforms.worker import TunedWorkerDoFn, paused_gc
+from transforms.worker import FrozenHeapDoFn, paused_gc
 
 EXACT_STATE_SCHEMA = pa.schema(
     [
@@ -283,18 +283,18 @@ def _emit_all(buffers: dict, layout):
     yield from _band_arrays(rows, sids, layout[1])
 
 
-class _PackBatchFn(TunedWorkerDoFn):
+class _PackBatchFn(FrozenHeapDoFn):
     """A list of records → one pickle (``clusters.pack``).
 
-    It runs in the stage that produces the records, so its ``setup`` tunes the worker
-    (``worker.tune_worker_process``) before that stage allocates any record.
+    It runs in the stage that produces the records, so its ``setup`` freezes the worker's
+    long-lived objects before that stage allocates any record.
     """
 
     def process(self, batch):
         yield pack(batch)
 
 
-class _FingerprintFn(TunedWorkerDoFn):
+class _FingerprintFn(FrozenHeapDoFn):
     """Batch of records → parked records, and exact-hash (or band) entries, sharded."""
 
     def __init__(self, config: DedupConfig, exact: bool, near: bool):
@@ -354,7 +354,7 @@ class _FingerprintFn(TunedWorkerDoFn):
         yield from _emit_all(out, layout)
 
 
-class _ExactShardFn(TunedWorkerDoFn):
+class _ExactShardFn(FrozenHeapDoFn):
     """Shard of (exact hash, node, sig, keys) → survivors' entries, exact removals (parked).
 
     Within a group of equal hashes the smallest rank survives. A giant group (100k identical
@@ -390,7 +390,7 @@ class _ExactShardFn(TunedWorkerDoFn):
         yield from _emit_all(out, layout)
 
 
-class _BucketShardFn(TunedWorkerDoFn):
+class _BucketShardFn(FrozenHeapDoFn):
     """Shard of (band keys, sids) arrays → a signature request per member of a shared bucket."""
 
     def __init__(self):
@@ -414,7 +414,7 @@ class _BucketShardFn(TunedWorkerDoFn):
         yield from _emit(wants)
 
 
-class _SignatureShardFn(TunedWorkerDoFn):
+class _SignatureShardFn(FrozenHeapDoFn):
     """Shard of signatures and requests → (band key, node, sig) for every requested member."""
 
     def process(self, element, layout):
@@ -436,7 +436,7 @@ class _SignatureShardFn(TunedWorkerDoFn):
         yield from _emit(out)
 
 
-class _VerifyShardFn(TunedWorkerDoFn):
+class _VerifyShardFn(FrozenHeapDoFn):
     """Shard of (band key, node, sig) → verified edges (main, as lists) and parked links."""
 
     def __init__(self, config: DedupConfig):
@@ -487,7 +487,7 @@ def _roots_to_park(element):
 _SLOT = {"rec": 0, "state": 1, "exact": 2, "root": 3, "link": 4}
 
 
-class _DecideShardFn(TunedWorkerDoFn):
+class _DecideShardFn(FrozenHeapDoFn):
     """Shard of parked entries → kept records (main), removed rows, exact and band state.
 
     Every ``rec`` entry yields exactly one kept record or one removed row.
