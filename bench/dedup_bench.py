@@ -657,6 +657,7 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--only", default="kernel,loop,pipeline")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--loops", default="fresh,reused", help="datasketch loops to run")
     parser.add_argument("--hash", default=None, help="default: DedupConfig's hash_function")
     parser.add_argument("--config", default="{}", help="JSON of other DedupConfig overrides")
     parser.add_argument("--flink-args", default="", help="extra pipeline options for Flink")
@@ -680,8 +681,8 @@ def main(argv=None):
     if "kernel" in parts:
         _spawn("kernel", args.n)
     if "loop" in parts:
-        _spawn("loop", args.n, "fresh")
-        _spawn("loop", args.n, "reused")
+        for permutations in args.loops.split(","):
+            _spawn("loop", args.n, permutations)
     if "pipeline" in parts:
         _spawn("pipeline", args.n, "1", overrides, "1")
         for workers in args.workers.split(","):
