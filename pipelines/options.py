@@ -32,10 +32,14 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     return options
 
 
+def _runner_name(options: PipelineOptions) -> str:
+    runner = options.view_as(StandardOptions).runner
+    return runner if isinstance(runner, str) else type(runner).__name__
+
+
 def runner_description(options: PipelineOptions) -> dict:
     """What actually runs the job, for the manifest and the summary."""
-    runner = options.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) else type(runner).__name__
+    name = _runner_name(options)
     described = {"runner": name}
     if name in _DIRECT_RUNNERS:
         direct = options.view_as(DirectOptions)
@@ -50,9 +54,7 @@ def runner_description(options: PipelineOptions) -> dict:
 
 def runs_in_process(options: PipelineOptions) -> bool:
     """True when the job's workers run in this very process (the default runner's default)."""
-    runner = options.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) else type(runner).__name__
-    return name in _DIRECT_RUNNERS and (
+    return _runner_name(options) in _DIRECT_RUNNERS and (
         options.view_as(DirectOptions).direct_running_mode != "multi_processing"
     )
 
