@@ -19,6 +19,8 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
+from transforms.worker import hold_freed_memory
+
 DEFAULT_RUNNER = "FnApiRunner"
 _DIRECT_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner")
 
@@ -68,8 +70,6 @@ def prepare_process(options: PipelineOptions) -> None:
     ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults.
     """
     if runs_in_process(options) and os.environ.get("INSTRUCTMIX_MALLOC_DEFAULTS") != "1":
-        from transforms.worker import hold_freed_memory
-
         hold_freed_memory()
 
 

@@ -47,12 +47,14 @@ def _page_faults(mode: str, *beam_args: str, **env: str) -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_freed_memory_is_kept_for_in_process_runs_only():
-    # glibc's default: each 64 MB buffer is a fresh mmap, faulted in page by page
-    assert _page_faults("defaults") > 9 * PAGES
-    assert _page_faults("hold") < PAGES // 10
+    # glibc's default: each 64 MB buffer is a fresh mmap, faulted in again (page by page, or
+    # per huge page where transparent huge pages are always on)
+    defaults = _page_faults("defaults")
+    assert defaults >= 10 * PAGES // 512
+    assert _page_faults("hold") < defaults // 10
     # the default runner runs in-process: the launcher is the worker
-    assert _page_faults("prepare") < PAGES // 10
-    assert _page_faults("prepare", INSTRUCTMIX_MALLOC_DEFAULTS="1") > 9 * PAGES
+    assert _page_faults("prepare") < defaults // 10
+    assert _page_faults("prepare", INSTRUCTMIX_MALLOC_DEFAULTS="1") > defaults // 2
     separate_workers = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
-    assert _page_faults("prepare", *separate_workers) > 9 * PAGES
-    assert _page_faults("prepare", "--runner=PortableRunner") > 9 * PAGES
+    assert _page_faults("prepare", *separate_workers) > defaults // 2
+    assert _page_faults("prepare", "--runner=PortableRunner") > defaults // 2

@@ -13,9 +13,9 @@ work they manage (measured on 100k planted records, one process; ``bench/results
   them from the heap and keeps freed memory for reuse.
 
 Every dedup DoFn derives from ``FrozenHeapDoFn``, so a worker freezes before it runs any of
-them. ``hold_freed_memory`` is for in-process runs only (``pipelines.options``): on Flink the
-buffers are smaller and it saved no CPU, while a worker that hosts several stages kept their
-memory (largest worker 772 -> 1,120 MB at 250k records).
+them. ``hold_freed_memory`` is for in-process runs only (``pipelines.options``): on Flink it
+saved no CPU, and a worker that hosts several stages kept their memory (largest worker 772 ->
+1,120 MB at 250k records).
 """
 
 from __future__ import annotations
