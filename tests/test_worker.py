@@ -1,4 +1,4 @@
-"""Keeping freed memory: reused without page faults, in-process runs only, and the opt-out."""
+"""glibc settings of a worker: freed memory kept in-process (no page faults), returned elsewhere."""
 
 from __future__ import annotations
 
@@ -33,16 +33,21 @@ print(faults() - before)
 """
 
 
-def _page_faults(mode: str, *beam_args: str, **env: str) -> int:
+def _python(program: str, *args: str, **env: str) -> str:
+    """What program prints, run in a fresh interpreter (glibc settings are process-wide)."""
     out = subprocess.run(
-        [sys.executable, "-c", _PROGRAM, mode, str(BUFFER), *beam_args],
+        [sys.executable, "-c", program, *args],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **env},
     )
-    return int(out.stdout)
+    return out.stdout.strip()
+
+
+def _page_faults(mode: str, *beam_args: str, **env: str) -> int:
+    return int(_python(_PROGRAM, mode, str(BUFFER), *beam_args, **env))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
@@ -58,3 +63,51 @@ def test_freed_memory_is_kept_for_in_process_runs_only():
     separate_workers = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
     assert _page_faults("prepare", *separate_workers) > defaults // 2
     assert _page_faults("prepare", "--runner=PortableRunner") > defaults // 2
+
+
+_TRIM_PROGRAM = """
+import sys, time
+from transforms import worker
+if sys.argv[1] == "trim":
+    assert worker.return_freed_memory(0.05)
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+gaps, live = [], []
+for _ in range(2000):
+    gaps.append(b"x" * 100_000)  # under glibc's 128 KB mmap threshold: from the heap
+    live.append(bytearray(600))  # a live object after each: the gap cannot merge with the top
+before = rss_mb()
+del gaps
+time.sleep(0.5)
+print(before - rss_mb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
+def test_freed_gaps_in_the_heap_are_returned_to_the_kernel():
+    # 2,000 freed 100 KB gaps between live objects: ~190 MB that glibc keeps resident
+    assert int(_python(_TRIM_PROGRAM, "defaults")) < 50
+    assert int(_python(_TRIM_PROGRAM, "trim")) > 150
+
+
+_SETUP_PROGRAM = """
+import sys, threading
+from transforms import worker
+if sys.argv[1] == "hold":
+    assert worker.hold_freed_memory()
+worker.FrozenHeapDoFn().setup()
+print(any(t.name == "instructmix-malloc-trim" for t in threading.enumerate()))
+"""
+
+
+@pytest.mark.parametrize(
+    "mode, env, trims",
+    [
+        ("worker", {}, True),  # a worker of another process's runner (Flink, worker processes)
+        ("hold", {}, False),  # the in-process runner's worker keeps freed memory instead
+        ("worker", {"INSTRUCTMIX_MALLOC_DEFAULTS": "1"}, False),
+    ],
+)
+def test_dofn_setup_starts_returning_memory_only_where_it_is_not_kept(mode, env, trims):
+    assert _python(_SETUP_PROGRAM, mode, **env) == str(trims)
