@@ -101,6 +101,7 @@ print(any(t.name == "instructmix-malloc-trim" for t in threading.enumerate()))
 """
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
 @pytest.mark.parametrize(
     "mode, env, trims",
     [
