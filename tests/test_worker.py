@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import MULTI_PROCESS
+from transforms import worker
+
 ROOT = Path(__file__).resolve().parents[1]
 BUFFER = 64 << 20  # above glibc's largest mmap threshold: always its own mmap by default
 PAGES = BUFFER // 4096
@@ -112,3 +115,44 @@ print(any(t.name == "instructmix-malloc-trim" for t in threading.enumerate()))
 )
 def test_dofn_setup_starts_returning_memory_only_where_it_is_not_kept(mode, env, trims):
     assert _python(_SETUP_PROGRAM, mode, **env) == str(trims)
+
+
+_BOUNDS_PROGRAM = """
+import sys
+import apache_beam as beam
+from pipelines.options import pipeline_options
+from transforms import worker
+
+class MostQueued(beam.DoFn):  # pickled by value: defined in __main__
+    # emits 300 outputs of 1 MB, then the most output bytes its worker's channels queued
+    def __init__(self, bounded):
+        self.bounded = bounded
+
+    def setup(self):
+        if self.bounded:
+            worker.FrozenHeapDoFn().setup()  # as any dedup DoFn's first setup in a worker
+        from apache_beam.runners.worker import data_plane
+        self.most, enqueue = [0], data_plane._GrpcDataChannel._enqueue_to_send
+        def enqueue_and_measure(channel, element):
+            enqueue(channel, element)
+            queued = channel._pending_send.byte_size() + channel._to_send.byte_size()
+            self.most[0] = max(self.most[0], queued)
+        data_plane._GrpcDataChannel._enqueue_to_send = enqueue_and_measure
+
+    def process(self, n):
+        yield from (b"x" * (1 << 20) for _ in range(n))
+        yield self.most[0]
+
+with beam.Pipeline(options=pipeline_options(sys.argv[2:])) as p:
+    outputs = p | beam.Create([300]) | beam.ParDo(MostQueued(sys.argv[1] == "bounded"))
+    most = outputs | beam.Reshuffle() | beam.Filter(lambda m: isinstance(m, int))  # via the runner
+    most | beam.Map(lambda m: print(m >> 20, flush=True))
+"""
+
+
+@pytest.mark.parametrize("mode", ["bounded", "beam default"])
+def test_a_separate_workers_data_plane_queues_are_bounded(mode):
+    # the runner takes the worker's 300 MB more slowly than the worker makes them
+    most_mb = int(_python(_BOUNDS_PROGRAM, mode, *MULTI_PROCESS).split()[-1])
+    bound_mb = (worker.DATA_PLANE_QUEUE_BYTES >> 20) + 10  # plus one message of the runner's
+    assert (most_mb <= bound_mb) == (mode == "bounded"), most_mb

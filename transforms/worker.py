@@ -16,9 +16,13 @@ work they manage, or memory that grows with the input (``bench/results/dedup.md`
   risen (to up to 32 MB), they come from the heap too, and the free gaps they leave between
   live objects stay resident: a worker grows with a bundle's input even when its DoFn keeps
   nothing. ``return_freed_memory`` hands those pages back every second.
+* Beam's data plane lets a worker queue up to 100 MB of output in each of two send queues
+  while the runner is slower to take it: on Flink at 1M records, 90-170 MB sat in them in the
+  busiest workers. ``bound_data_plane_queues`` caps them at 16 MB.
 
-Every dedup DoFn derives from ``FrozenHeapDoFn``, so a worker freezes, and (unless it is the
-in-process runner's worker) starts returning freed memory, before it runs any of them.
+Every dedup DoFn derives from ``FrozenHeapDoFn``, so a worker bounds its data plane, freezes,
+and (unless it is the in-process runner's worker) starts returning freed memory, before it
+runs any of them.
 ``hold_freed_memory`` is for in-process runs only (``pipelines.options``): on Flink it
 saved no CPU, and a worker that hosts several stages kept their memory (largest worker 772 ->
 1,120 MB at 250k records). ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults everywhere.
@@ -41,6 +45,7 @@ _M_MMAP_MAX = -4
 _LARGEST_INT = 2**31 - 1
 MALLOC_DEFAULTS_ENV = "INSTRUCTMIX_MALLOC_DEFAULTS"
 TRIM_EVERY_SECONDS = 1.0
+DATA_PLANE_QUEUE_BYTES = 16 << 20  # Beam's default: 100 MB per queue
 
 
 @contextlib.contextmanager
@@ -121,6 +126,32 @@ def return_freed_memory(every_seconds: float = TRIM_EVERY_SECONDS) -> bool:
     return True
 
 
+def bound_data_plane_queues(max_bytes: int = DATA_PLANE_QUEUE_BYTES) -> None:
+    """Cap what this process's Beam data channels queue, either way, at about ``max_bytes``.
+
+    A worker's outputs wait in two send queues of up to 100 MB each, and each bundle's input
+    in one of up to 100 MB, until the runner takes them. On Flink the busiest dedup workers
+    had 90-170 MB waiting there at 1M records. Beam has no option for it, and a worker may
+    have made its channel (at its first bundle, maybe of another stage) before any dedup
+    DoFn's ``setup``, with its queues' bounds fixed. So a sender now waits while more than
+    ``max_bytes`` wait to be sent (one message always passes: the runner's are up to 10 MB),
+    and input queues made from now on take ``max_bytes``. The DoFn then waits for the
+    runner, as it already did at 100 MB.
+    """
+    from apache_beam.runners.worker import data_plane
+
+    data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = max_bytes  # read by each new input queue
+    channel_class = data_plane._GrpcDataChannel
+    enqueue = channel_class._enqueue_to_send
+
+    def enqueue_within_bound(channel, element):
+        while channel._pending_send.byte_size() + channel._to_send.byte_size() > max_bytes:
+            time.sleep(0.01)
+        enqueue(channel, element)
+
+    channel_class._enqueue_to_send = enqueue_within_bound
+
+
 def keeps_malloc_defaults() -> bool:
     """True when the user asked for glibc's defaults (``INSTRUCTMIX_MALLOC_DEFAULTS=1``)."""
     return os.environ.get(MALLOC_DEFAULTS_ENV) == "1"
@@ -131,8 +162,8 @@ _FROZEN = False
 
 
 class FrozenHeapDoFn(beam.DoFn):
-    """A DoFn whose ``setup`` freezes the worker's long-lived objects, once per process
-    (``freeze_long_lived``).
+    """A DoFn whose ``setup`` bounds the worker's data plane (``bound_data_plane_queues``) and
+    freezes its long-lived objects (``freeze_long_lived``), once per process.
 
     Every DoFn of the dedup derives from it: a worker may run any of them first. A worker
     that does not keep freed memory returns it instead (``return_freed_memory``).
@@ -142,6 +173,7 @@ class FrozenHeapDoFn(beam.DoFn):
         global _FROZEN
         if not _FROZEN:
             _FROZEN = True
+            bound_data_plane_queues()
             freeze_long_lived()
             if not _HOLDING and not keeps_malloc_defaults():
                 return_freed_memory()
