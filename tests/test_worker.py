@@ -1,4 +1,4 @@
-"""glibc settings of a worker: freed memory kept in-process (no page faults), returned elsewhere."""
+"""Process-wide settings of a worker: glibc (freed memory kept in-process, returned elsewhere), data plane bounds."""
 
 from __future__ import annotations
 
