@@ -156,3 +156,44 @@ def test_a_separate_workers_data_plane_queues_are_bounded(mode):
     most_mb = int(_python(_BOUNDS_PROGRAM, mode, *MULTI_PROCESS).split()[-1])
     bound_mb = (worker.DATA_PLANE_QUEUE_BYTES >> 20) + 10  # plus one message (flushed at 10 MB)
     assert (most_mb <= bound_mb) == (mode == "bounded"), most_mb
+
+
+_FINISHED_BUNDLES_PROGRAM = """
+import ctypes, sys
+import apache_beam as beam
+from pipelines.options import pipeline_options
+from transforms import worker
+
+class Emit(beam.DoFn):  # pickled by value: defined in __main__
+    # 9 outputs of 1 MB: one buffer, below Beam's 10 MB flush, grown to 16 MB
+    def __init__(self, release):
+        self.release = release
+
+    def setup(self):
+        if self.release:
+            worker.release_output_buffers()
+
+    def process(self, _):
+        yield from ((0, b"x" * (1 << 20)) for _ in range(9))
+
+def heap_in_use_mb(_):  # glibc's mallinfo2: bytes allocated and not freed (uordblks)
+    fields = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    info = type("Mallinfo2", (ctypes.Structure,), {"_fields_": [(f, ctypes.c_size_t) for f in fields.split()]})
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = info
+    return mallinfo2().uordblks >> 20
+
+with beam.Pipeline(options=pipeline_options(sys.argv[2:])) as p:
+    blobs = p | beam.Create([None])
+    for stage in range(8):  # each its own bundle: a GroupByKey apart
+        blobs = blobs | f"Emit{stage}" >> beam.ParDo(Emit(sys.argv[1] == "released")) | f"Group{stage}" >> beam.GroupByKey()
+    blobs | beam.Map(heap_in_use_mb) | beam.Map(print)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallinfo2 is glibc's")
+def test_finished_bundles_release_their_output_buffers():
+    # one worker process runs 8 stages; each wrote 9 MB to the runner
+    one_worker = ["--runner=FnApiRunner", "--direct_num_workers=1", "--direct_running_mode=multi_processing"]
+    held = {mode: int(_python(_FINISHED_BUNDLES_PROGRAM, mode, *one_worker)) for mode in ("beam default", "released")}
+    assert held["beam default"] - held["released"] >= 8 * 9, held

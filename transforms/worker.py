@@ -1,7 +1,7 @@
 """Process-wide settings of a Beam worker for the dedup's allocation pattern.
 
 The dedup's DoFns unpickle and build millions of small objects per shard, and the runner moves
-its shuffles as large byte buffers. Four process-wide defaults then cost more CPU than the
+its shuffles as large byte buffers. Five process-wide defaults then cost more CPU than the
 work they manage, or memory that grows with the input (``bench/results/dedup.md``):
 
 * CPython's cyclic collector walks every object the worker holds at each full collection, and
@@ -19,6 +19,11 @@ work they manage, or memory that grows with the input (``bench/results/dedup.md`
 * Beam's data plane lets a worker queue up to 100 MB of output in each of two send queues
   while the runner is slower to take it: on Flink at 1M records, 90-170 MB sat in them in the
   busiest workers. ``bound_data_plane_queues`` caps them at 16 MB.
+* A worker keeps the processor of each finished bundle for reuse, and with it the closed
+  output stream of each of its outputs: a buffer grown to the bundle's largest flush (up to
+  ~10 MB and more). On Flink one worker runs the ~25 stages of the connected-components
+  rounds, so at 1M records ~200 MB sat in finished bundles' buffers.
+  ``release_output_buffers`` drops each stream when its bundle closes it.
 
 Every dedup DoFn derives from ``FrozenHeapDoFn``, so a worker bounds its data plane, freezes,
 and (unless it is the in-process runner's worker) starts returning freed memory, before it
@@ -152,6 +157,27 @@ def bound_data_plane_queues(max_bytes: int = DATA_PLANE_QUEUE_BYTES) -> None:
     channel_class._enqueue_to_send = enqueue_within_bound
 
 
+def release_output_buffers() -> None:
+    """Let each bundle's output streams go when the bundle has closed them.
+
+    Beam's ``DataOutputOperation`` keeps its last stream after ``finish``, and the worker
+    caches the bundle's processor for a later bundle of the same stage; the stream's buffer,
+    grown by doubling to the largest flush (Beam flushes at 10 MB), stays allocated until
+    then. A worker that has finished many stages holds one such buffer per stage output.
+    The next bundle sets a new stream before it writes, so nothing reads the dropped one.
+    """
+    from apache_beam.runners.worker import bundle_processor
+
+    operation_class = bundle_processor.DataOutputOperation
+    finish = operation_class.finish
+
+    def finish_and_release(operation):
+        finish(operation)
+        operation.output_stream = None
+
+    operation_class.finish = finish_and_release
+
+
 def keeps_malloc_defaults() -> bool:
     """True when the user asked for glibc's defaults (``INSTRUCTMIX_MALLOC_DEFAULTS=1``)."""
     return os.environ.get(MALLOC_DEFAULTS_ENV) == "1"
@@ -162,8 +188,9 @@ _FROZEN = False
 
 
 class FrozenHeapDoFn(beam.DoFn):
-    """A DoFn whose ``setup`` bounds the worker's data plane (``bound_data_plane_queues``) and
-    freezes its long-lived objects (``freeze_long_lived``), once per process.
+    """A DoFn whose ``setup`` bounds the worker's data plane (``bound_data_plane_queues``,
+    ``release_output_buffers``) and freezes its long-lived objects (``freeze_long_lived``),
+    once per process.
 
     Every DoFn of the dedup derives from it: a worker may run any of them first. A worker
     that does not keep freed memory returns it instead (``return_freed_memory``).
@@ -174,6 +201,7 @@ class FrozenHeapDoFn(beam.DoFn):
         if not _FROZEN:
             _FROZEN = True
             bound_data_plane_queues()
+            release_output_buffers()
             freeze_long_lived()
             if not _HOLDING and not keeps_malloc_defaults():
                 return_freed_memory()
