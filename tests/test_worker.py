@@ -194,6 +194,13 @@ with beam.Pipeline(options=pipeline_options(sys.argv[2:])) as p:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallinfo2 is glibc's")
 def test_finished_bundles_release_their_output_buffers():
     # one worker process runs 8 stages; each wrote 9 MB to the runner
-    one_worker = ["--runner=FnApiRunner", "--direct_num_workers=1", "--direct_running_mode=multi_processing"]
-    held = {mode: int(_python(_FINISHED_BUNDLES_PROGRAM, mode, *one_worker)) for mode in ("beam default", "released")}
+    one_worker = [
+        "--runner=FnApiRunner",
+        "--direct_num_workers=1",
+        "--direct_running_mode=multi_processing",
+    ]
+    held = {
+        mode: int(_python(_FINISHED_BUNDLES_PROGRAM, mode, *one_worker))
+        for mode in ("beam default", "released")
+    }
     assert held["beam default"] - held["released"] >= 8 * 9, held
