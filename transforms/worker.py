@@ -165,16 +165,20 @@ def release_output_buffers() -> None:
     grown by doubling to the largest flush (Beam flushes at 10 MB), stays allocated until
     then. A worker that has finished many stages holds one such buffer per stage output.
     The next bundle sets a new stream before it writes, so nothing reads the dropped one.
+    Calling it again changes nothing.
     """
     from apache_beam.runners.worker import bundle_processor
 
     operation_class = bundle_processor.DataOutputOperation
     finish = operation_class.finish
+    if getattr(finish, "releases_stream", False):
+        return
 
     def finish_and_release(operation):
         finish(operation)
         operation.output_stream = None
 
+    finish_and_release.releases_stream = True
     operation_class.finish = finish_and_release
 
 
