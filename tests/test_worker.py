@@ -1,4 +1,5 @@
-"""Process-wide settings of a worker: glibc (freed memory kept in-process, returned elsewhere), data plane bounds."""
+"""Process-wide settings of a worker: glibc (freed memory kept in-process, returned elsewhere),
+data plane bounds, finished bundles' output buffers released."""
 
 from __future__ import annotations
 

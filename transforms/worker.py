@@ -25,9 +25,9 @@ work they manage, or memory that grows with the input (``bench/results/dedup.md`
   rounds, so at 1M records ~200 MB sat in finished bundles' buffers.
   ``release_output_buffers`` drops each stream when its bundle closes it.
 
-Every dedup DoFn derives from ``FrozenHeapDoFn``, so a worker bounds its data plane, freezes,
-and (unless it is the in-process runner's worker) starts returning freed memory, before it
-runs any of them.
+Every dedup DoFn derives from ``FrozenHeapDoFn``, so a worker bounds its data plane, lets
+finished bundles' output buffers go, freezes, and (unless it is the in-process runner's
+worker) starts returning freed memory, before it runs any of them.
 ``hold_freed_memory`` is for in-process runs only (``pipelines.options``): on Flink it
 saved no CPU, and a worker that hosts several stages kept their memory (largest worker 772 ->
 1,120 MB at 250k records). ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults everywhere.
