@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 
 .PHONY: setup setup-test demo test test-fast flink-jobserver bench clean
 
-$(BIN)/instructmix: pyproject.toml setup.py
+$(BIN)/instructmix: pyproject.toml setup.py transforms/_sigkernel.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .

@@ -219,15 +219,21 @@ def part_kernel(n: int) -> list[dict]:
             }
         )
     spans = [minhash.shingle_batch(norms[i : i + 1024], 5, 5) for i in range(0, n, 1024)]
-    for hf in ("sha1", "poly32"):
-        hasher = minhash.MinHasher(128, 1, hash_function=hf)
+    # poly32 twice: the numpy path, and the C kernel batch_signatures takes when it is built.
+    paths = [("sha1", "batch_signatures", ""), ("poly32", "_batch_signatures_numpy", ", numpy")]
+    if minhash._sigkernel is not None:
+        paths.append(("poly32", "batch_signatures", ", C kernel"))
+    else:
+        print("transforms._sigkernel is not built: no C kernel row", file=sys.stderr)
+    for hf, method, label in paths:
+        signatures = getattr(minhash.MinHasher(128, 1, hash_function=hf), method)
         t = time.process_time()
         for batch in spans:
-            hasher.batch_signatures(batch)
+            signatures(batch)
         d = time.process_time() - t
         out.append(
             {
-                "what": f"ours signatures from span batches ({hf})",
+                "what": f"ours signatures from span batches ({hf}{label})",
                 "records": n,
                 "cpu_s": d,
                 "rec_per_cpu_s": n / d,
@@ -632,9 +638,13 @@ def _child(part: str, n: int, extra: list[str]) -> None:
 
 
 def _spawn(part: str, n: int, *extra: str) -> list[dict]:
+    from transforms.worker import huge_page_heap_env
+
     cmd = [sys.executable, "-m", "bench.dedup_bench", "--child", part, "--n", str(n), *extra]
+    # Every part under the glibc settings `instructmix` restarts itself with (pipelines.cli).
+    env = huge_page_heap_env(os.environ) or dict(os.environ)
     load_start = os.getloadavg()
-    proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, env=env)
     rows = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not rows:
         sys.stderr.write(proc.stderr[-4000:])
@@ -643,6 +653,7 @@ def _spawn(part: str, n: int, *extra: str) -> list[dict]:
         for row in rows:
             row.update(
                 machine=f"{os.cpu_count()} cores",
+                glibc_tunables=env.get("GLIBC_TUNABLES"),
                 load=os.getloadavg()[0],
                 load_start_end=[load_start, os.getloadavg()],
                 at=time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import glob
+import importlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +216,18 @@ def test_xxh32_matches_datasketch_hashfunc(real_shingles):
         assert np.array_equal(m.hashvalues, sigs[i])
 
 
-def test_poly32_vectorised_equals_reference_and_datasketch(real_shingles):
+@pytest.fixture(params=["c", "numpy"])
+def kernel(request, monkeypatch):
+    """The path ``batch_signatures`` takes: the C kernel (skipped where it is not built, which
+    CI forbids: ``test_c_kernel_is_built_in_ci``) or the numpy fallback, forced."""
+    if request.param == "numpy":
+        monkeypatch.setattr(minhash, "_sigkernel", None)
+    elif minhash._sigkernel is None:
+        pytest.skip("transforms._sigkernel is not built (no C compiler at install)")
+    return request.param
+
+
+def test_poly32_vectorised_equals_reference_and_datasketch(real_shingles, kernel):
     norms, _, _ = real_shingles
     batch = minhash.shingle_batch(norms[6000:8000], 5, 5)  # Chinese Alpaca and ShareGPT
     shingles = batch.shingles()
@@ -355,3 +368,152 @@ def test_min_equal_slots_is_an_exact_integer_threshold():
     assert minhash.min_equal_slots(0.7, 128) == 90  # 89.6 -> 90
     assert minhash.min_equal_slots(0.75, 128) == 96  # exactly 96, float fuzz ignored
     assert minhash.min_equal_slots(1.0, 128) == 128
+
+
+# --- the C kernel (transforms._sigkernel): the numpy path's values, bit for bit ----------------
+
+
+needs_kernel = pytest.mark.skipif(
+    minhash._sigkernel is None, reason="transforms._sigkernel is not built (no C compiler)"
+)
+
+
+def test_c_kernel_is_built_in_ci():
+    """``setup.py`` builds the kernel as optional: in CI a broken build must fail, not fall
+    back to numpy unnoticed."""
+    if not os.environ.get("CI"):
+        pytest.skip("CI unset: locally the kernel may be missing (numpy fallback)")
+    importlib.import_module("transforms._sigkernel")  # the ImportError itself, if any
+    assert minhash._sigkernel is not None
+
+
+@needs_kernel
+def test_c_kernel_equals_numpy_on_all_real_records(real_norms):
+    """Every real record (Alpaca en + zh, ShareGPT, P3: char shingles, multi-byte UTF-8) and
+    a record without text every 1000, in batches as ``Deduplicate`` makes them, under two
+    (num_perm, seed)."""
+    assert len(real_norms) >= 10_000
+    norms = []
+    for i, record in enumerate(real_norms):
+        norms.append(record)
+        if i % 1000 == 0:
+            norms.append(["", "!"])  # no tokens, no shingles
+    batches = [minhash.shingle_batch(norms[i : i + 1024], 5, 5) for i in range(0, len(norms), 1024)]
+    assert sum(not b.buf.isascii() for b in batches) >= 5
+    assert sum((np.diff(b.offsets) == 0).sum() for b in batches) >= 10
+    for num_perm, seed in ((128, 1), (64, 7)):
+        hasher = minhash.MinHasher(num_perm, seed, hash_function="poly32")
+        for batch in batches:
+            got = hasher.batch_signatures(batch)
+            assert got.dtype == np.uint32 and got.flags.c_contiguous
+            assert np.array_equal(got, hasher._batch_signatures_numpy(batch))
+
+
+@st.composite
+def _span_batches(draw):
+    """Arbitrary spans of random bytes: empty, single-byte and long (> the kernel's 256-entry
+    power table) shingles, overlapping, repeated; records without shingles."""
+    buf = draw(st.binary(max_size=3000))
+    span = st.integers(0, len(buf)).flatmap(
+        lambda s: st.tuples(
+            st.just(s), st.one_of(st.integers(s, min(len(buf), s + 2)), st.integers(s, len(buf)))
+        )
+    )
+    records = draw(st.lists(st.lists(span, max_size=12), max_size=8))
+    spans = [x for record in records for x in record]
+    offsets = np.cumsum([0] + [len(record) for record in records]).astype(np.int64)
+    starts = np.array([s for s, _ in spans], dtype=np.int64)
+    ends = np.array([e for _, e in spans], dtype=np.int64)
+    return minhash.ShingleBatch(buf, starts, ends, offsets)
+
+
+@needs_kernel
+@settings(max_examples=300, deadline=None)
+@given(_span_batches(), st.sampled_from([1, 7, 128, 256]), st.integers(0, 2**32 - 1))
+def test_c_kernel_equals_numpy_on_any_batch(batch, num_perm, seed):
+    hasher = minhash.MinHasher(num_perm, seed, hash_function="poly32")
+    got = hasher.batch_signatures(batch)
+    assert got.shape == (len(batch.offsets) - 1, num_perm)
+    assert np.array_equal(got, hasher._batch_signatures_numpy(batch))
+
+
+@needs_kernel
+def test_c_kernel_long_spans_equal_the_reference_hash():
+    """Lengths around the kernel's power table (256) and far beyond, one shingle per record."""
+    buf = np.random.default_rng(4).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    lengths = [0, 1, 3, 4, 5, 255, 256, 257, 511, 512, 4099, 20_000]
+    batch = minhash.ShingleBatch(
+        buf,
+        np.zeros(len(lengths), dtype=np.int64),
+        np.array(lengths, dtype=np.int64),
+        np.arange(len(lengths) + 1, dtype=np.int64),
+    )
+    hasher = minhash.MinHasher(32, 1, hash_function="poly32")
+    sigs = hasher.batch_signatures(batch)
+    for i, n in enumerate(lengths):
+        m = MinHash(num_perm=32, seed=1, hashfunc=minhash.poly_hash32)
+        m.update(buf[:n])
+        assert np.array_equal(sigs[i], m.hashvalues), n
+
+
+def _kernel_args(**changes) -> list:
+    """Arguments of ``poly32_affine32`` (2 records, 3 shingles, 4 permutations), in order."""
+    args = {
+        "buf": b"hello world",
+        "starts": np.array([0, 6, 2], dtype=np.int64),
+        "ends": np.array([5, 11, 2], dtype=np.int64),
+        "offsets": np.array([0, 2, 3], dtype=np.int64),
+        "a": np.array([1, 3, 5, 7], dtype=np.uint32),
+        "b": np.array([0, 1, 2, 3], dtype=np.uint32),
+        "out": np.zeros((2, 4), dtype=np.uint32),
+    }
+    args.update(changes)
+    return list(args.values())
+
+
+@needs_kernel
+def test_c_kernel_valid_arguments_give_the_numpy_values():
+    buf, starts, ends, offsets, a, b, out = _kernel_args()
+    minhash._sigkernel.poly32_affine32(buf, starts, ends, offsets, a, b, out)
+    hasher = minhash.MinHasher(4, 1, hash_function="poly32")
+    hasher.a[:, 0], hasher.b[:, 0] = a, b
+    want = hasher._batch_signatures_numpy(minhash.ShingleBatch(buf, starts, ends, offsets))
+    assert np.array_equal(out, want)
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"starts": np.array([0, 6, 2], dtype=np.int32)}, "starts: expected int64"),
+        ({"ends": np.array([5, 11, 2], dtype=np.uint64)}, "ends: expected int64"),
+        ({"offsets": [0, 2, 3]}, "offsets: expected a C-contiguous buffer"),
+        ({"a": np.array([1, 3, 5, 7], dtype=np.int64)}, "a: expected uint32"),
+        ({"b": np.array([0, 1, 2, 3], dtype=np.float32)}, "b: expected uint32"),
+        ({"buf": np.zeros(11, dtype=np.uint16)}, "buf: expected bytes"),
+        ({"ends": np.array([5, 11], dtype=np.int64)}, "starts and ends differ"),
+        ({"b": np.array([0, 1, 2], dtype=np.uint32)}, "a and b differ"),
+        ({"offsets": np.array([], dtype=np.int64)}, "offsets: needs at least one"),
+        ({"out": np.zeros((2, 5), dtype=np.uint32)}, "out: expected 2 records"),
+        ({"out": np.zeros((2, 4), dtype=np.int64)}, "out: expected uint32"),
+        ({"out": np.zeros((2, 8), dtype=np.uint32)[:, ::2]}, "out: expected a writable"),
+        ({"out": bytes(32)}, "out: expected a writable"),
+        ({"ends": np.array([5, 12, 2], dtype=np.int64)}, "shingle 1: span 6:12 outside"),
+        ({"starts": np.array([0, -1, 2], dtype=np.int64)}, "shingle 1: span -1:11 outside"),
+        ({"starts": np.array([0, 6, 3], dtype=np.int64)}, "shingle 2: span 3:2 outside"),
+        ({"offsets": np.array([0, 2, 4], dtype=np.int64)}, "offsets: record 1 owns shingles 2:4"),
+        ({"offsets": np.array([0, 3, 2], dtype=np.int64)}, "offsets: record 1 owns shingles 3:2"),
+        ({"offsets": np.array([-1, 2, 3], dtype=np.int64)}, "offsets: record 0 owns"),
+    ],
+)
+def test_c_kernel_rejects_bad_buffers(changes, message):
+    with pytest.raises(ValueError, match=message):
+        minhash._sigkernel.poly32_affine32(*_kernel_args(**changes))
+
+
+@needs_kernel
+def test_c_kernel_rejects_out_sharing_memory_with_an_input():
+    ab = np.arange(8, dtype=np.uint32)
+    args = _kernel_args(a=ab[:4], b=ab[4:], out=ab.reshape(2, 4))
+    with pytest.raises(ValueError, match="out: shares memory with a"):
+        minhash._sigkernel.poly32_affine32(*args)
