@@ -31,6 +31,8 @@ Stages (labelled steps of ``_DedupCore.expand``):
    no worker holds all edges); in each component the best-ranked record survives and every
    other member is removed (stage ``minhash``) pointing to it.
 5. Decide: records, state and decisions meet per record; kept records, removed rows, state.
+   A shard's decisions are read first and its records one pickled batch at a time, so a
+   call holds the shard's decisions but never all of its records.
 
 All shuffles are GroupByKeys on shards of their keys carrying pickled batches (see "Sharded
 shuffles" below): the same grouping, a fraction of Beam's per-element cost, bounded memory.
@@ -206,8 +208,9 @@ def minhash_decision(node: tuple, root: tuple | None, links: list[tuple]) -> tup
 # the corpus (a side input from the record count), so a shard — the memory one worker needs
 # at a time — stays about ``config.shard_size`` records whatever the corpus size.
 #
-# Entries parked for the final, node-sharded decision ("park"), one tuple each:
-#   ("rec", node, record)                   every input record
+# Entries for the final, node-sharded decision, one tuple each: the records ("records") and
+# what was decided about them ("park"), grouped together by a CoGroupByKey on the shard:
+#   ("rec", node, record)                   every input record ("records")
 #   ("state", node, exact_hash, sig, keys)  exact survivors (state rows if finally kept)
 #   ("exact", node, survivor node)          removed as an exact duplicate
 #   ("root", node, root node)               removed as a near duplicate (from the clusters)
@@ -295,7 +298,7 @@ class _PackBatchFn(FrozenHeapDoFn):
 
 
 class _FingerprintFn(FrozenHeapDoFn):
-    """Batch of records → parked records, and exact-hash (or band) entries, sharded."""
+    """Batch of records → the records, and their exact-hash (or band) entries, sharded."""
 
     def __init__(self, config: DedupConfig, exact: bool, near: bool):
         self.config, self.exact, self.near = config, exact, near
@@ -331,15 +334,15 @@ class _FingerprintFn(FrozenHeapDoFn):
             empty = shingles.offsets[1:] == shingles.offsets[:-1]
             if empty.any():
                 self.no_shingles.inc(int(empty.sum()))
-        out = _buffers("park", "exact", "sigs")
-        park, exact = out["park"], out["exact"]
+        out = _buffers("records", "park", "exact", "sigs")
+        records, exact = out["records"], out["exact"]
         blank = 0
         for i, record in enumerate(batch):
             node = rank_key(record, c)
             ehash = exact_hash(norms[i])
             sig = None if sigs is None else sigs[i].tobytes()
             key = None if (keys is None or empty[i]) else keys[i].tobytes()
-            park[node_shard(node, layout[0])].append(("rec", node, record))
+            records[node_shard(node, layout[0])].append(("rec", node, record))
             if not any(norms[i]):
                 # No text in the compared fields (e.g. a chat record when fields hold no
                 # messages): nothing to compare, and never "identical" to every other such record.
@@ -484,13 +487,15 @@ def _roots_to_park(element):
     return shard, pack([("root", node, root) for node, root in unpack([blob])])
 
 
-_SLOT = {"rec": 0, "state": 1, "exact": 2, "root": 3, "link": 4}
+_SLOT = {"state": 0, "exact": 1, "root": 2, "link": 3}
 
 
 class _DecideShardFn(FrozenHeapDoFn):
-    """Shard of parked entries → kept records (main), removed rows, exact and band state.
+    """Shard's records and decisions → kept records (main), removed rows, exact and band state.
 
-    Every ``rec`` entry yields exactly one kept record or one removed row.
+    Every ``rec`` entry yields exactly one kept record or one removed row. The decisions are
+    small (a signature per survivor at most); the records are read one pickled batch at a
+    time and decided at once, so they are never all in memory together.
     """
 
     def __init__(self, config: DedupConfig, exact: bool, near: bool):
@@ -501,42 +506,43 @@ class _DecideShardFn(FrozenHeapDoFn):
 
     def process(self, element):
         with paused_gc():  # yields inside: a record and two state rows per kept record
-            yield from self._run(element)
+            yield from self._run(element[1]["records"], element[1]["park"])
 
-    def _run(self, element):
-        nodes = {}  # node -> (recs, states, exact, roots, links)
-        for entry in unpack(element[1]):
+    def _run(self, record_blobs, decision_blobs):
+        nodes = {}  # node -> (states, exact, roots, links)
+        for entry in unpack(decision_blobs):
             slots = nodes.get(entry[1])
             if slots is None:
-                slots = nodes[entry[1]] = ([], [], [], [], [])
+                slots = nodes[entry[1]] = ([], [], [], [])
             slots[_SLOT[entry[0]]].append(entry[2:])
+        undecided = ((), (), (), ())
         kept = removed = 0
-        for node, (recs, states, exact, roots, links) in nodes.items():
-            for i, (record,) in enumerate(recs):
-                if i < len(exact):  # identical copies of one node: as many removed as decided
-                    yield beam.pvalue.TaggedOutput(
-                        "removed",
-                        removed_row(
-                            record,
-                            rank_provenance(exact[i][0]),
-                            EXACT,
-                            1.0,
-                            "normalised text identical",
-                        ),
-                    )
-                elif roots:
-                    root = min(r[0] for r in roots)
-                    similarity, detail = minhash_decision(node, root, links)
-                    removed += 1
-                    yield beam.pvalue.TaggedOutput(
-                        "removed",
-                        removed_row(record, rank_provenance(root), MINHASH, similarity, detail),
-                    )
-                else:
-                    kept += 1
-                    yield record
-                    if states:
-                        yield from self._state_rows(record, *states[0])
+        for _, node, record in unpack(record_blobs):
+            states, exact, roots, links = nodes.get(node, undecided)
+            if exact:  # identical copies of one node: as many removed as decided
+                yield beam.pvalue.TaggedOutput(
+                    "removed",
+                    removed_row(
+                        record,
+                        rank_provenance(exact.pop(0)[0]),
+                        EXACT,
+                        1.0,
+                        "normalised text identical",
+                    ),
+                )
+            elif roots:
+                root = min(r[0] for r in roots)
+                similarity, detail = minhash_decision(node, root, links)
+                removed += 1
+                yield beam.pvalue.TaggedOutput(
+                    "removed",
+                    removed_row(record, rank_provenance(root), MINHASH, similarity, detail),
+                )
+            else:
+                kept += 1
+                yield record
+                if states:
+                    yield from self._state_rows(record, *states[0])
         self.kept.inc(kept)
         self.removed.inc(removed)
 
@@ -603,10 +609,11 @@ class _DedupCore(beam.PTransform):
             | "ShardLayout" >> beam.Map(shard_layout, c)
         )
         layout = beam.pvalue.AsSingleton(layout_pc)
-        # Output (tagged): (shard, pack([entries])) for park / exact / sigs / bands.
+        # Output (tagged): (shard, pack([entries])) for records / park / exact / sigs / bands.
         found = batches | "Fingerprint" >> beam.ParDo(
             _FingerprintFn(c, self.exact, self.near), layout
-        ).with_outputs("park", "exact", "sigs", "bands")
+        ).with_outputs("records", "park", "exact", "sigs", "bands")
+        records_by_shard = found.records
         parked = [found.park]
         sigs, bands = found.sigs, found.bands
         if self.exact:
@@ -649,9 +656,8 @@ class _DedupCore(beam.PTransform):
             )
             parked += [verified.park, roots]
         decided = (
-            parked
-            | "Park" >> beam.Flatten()
-            | "GroupByNodeShard" >> beam.GroupByKey()
+            {"records": records_by_shard, "park": parked | "Park" >> beam.Flatten()}
+            | "GroupByNodeShard" >> beam.CoGroupByKey()
             | "Decide"
             >> beam.ParDo(_DecideShardFn(c, self.exact, self.near)).with_outputs(
                 "removed", "exact_state", "band_state", main="kept"
