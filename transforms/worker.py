@@ -1,7 +1,7 @@
 """Process-wide settings of a Beam worker for the dedup's allocation pattern.
 
 The dedup's DoFns unpickle and build millions of small objects per shard, and the runner moves
-its shuffles as large byte buffers. Five process-wide defaults then cost more CPU than the
+its shuffles as large byte buffers. Six process-wide defaults then cost more CPU than the
 work they manage, or memory that grows with the input (``bench/results/dedup.md``):
 
 * CPython's cyclic collector walks every object the worker holds at each full collection, and
