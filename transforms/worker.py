@@ -26,7 +26,7 @@ work they manage, or memory that grows with the input (``bench/results/dedup.md`
   ``release_output_buffers`` drops each stream when its bundle closes it.
 
 * The kernel backs memory with 4 KB pages, each faulted in at first touch: 0.4M faults and
-  ~1.9 s of system CPU for a 100k-record dedup in one process, and 3.5M faults (16 of 43
+  3.8 s of system CPU for a 100k-record dedup in one process, and 3.5M faults (16 of 43
   CPU-s) with two worker processes, the runner among them. glibc asks for transparent huge
   pages for its heap when started with ``HUGE_PAGE_TUNABLE`` (a process-start setting:
   ``huge_page_heap_env``, which the ``instructmix`` command restarts itself with).
