@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -454,6 +455,86 @@ def test_c_kernel_long_spans_equal_the_reference_hash():
         m = MinHash(num_perm=32, seed=1, hashfunc=minhash.poly_hash32)
         m.update(buf[:n])
         assert np.array_equal(sigs[i], m.hashvalues), n
+
+
+def _numpy_shingle_batch(norms, word_n, char_n) -> minhash.ShingleBatch:
+    with mock.patch.object(minhash, "_sigkernel", None):  # the fallback, forced
+        return minhash.shingle_batch(norms, word_n, char_n)
+
+
+def _assert_same_batch(got: minhash.ShingleBatch, want: minhash.ShingleBatch) -> None:
+    assert got.buf == want.buf
+    for name in ("starts", "ends", "offsets"):
+        assert getattr(got, name).dtype == np.int64
+        assert getattr(got, name).tolist() == getattr(want, name).tolist(), name
+
+
+@needs_kernel
+def test_c_word_shingles_equal_numpy_on_all_real_records(real_norms):
+    """The C tokeniser and layout (``_spans_c``) against numpy's (``_spans_numpy``): same
+    buffer and spans for every real record, in ``Deduplicate``'s batches, at two sizes."""
+    batches = [real_norms[i : i + 1024] for i in range(0, len(real_norms), 1024)]
+    for word_n, char_n in ((5, 5), (1, 3)):
+        for norms in batches:
+            got = minhash.shingle_batch(norms, word_n, char_n)
+            _assert_same_batch(got, _numpy_shingle_batch(norms, word_n, char_n))
+
+
+@needs_kernel
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(_FIELD_TEXT, max_size=4), max_size=8),
+    st.integers(1, 6),
+    st.integers(1, 6),
+)
+def test_c_word_shingles_equal_numpy_on_any_fields(records, word_n, char_n):
+    """Empty fields and records, fields of punctuation only, leading and trailing separators,
+    fields shorter than the shingle size, non-ASCII (tokenised first), any sizes."""
+    norms = [[normalize_text(f) for f in fields] for fields in records]
+    got = minhash.shingle_batch(norms, word_n, char_n)
+    _assert_same_batch(got, _numpy_shingle_batch(norms, word_n, char_n))
+
+
+def _word_args(**changes) -> list:
+    """Arguments of ``word_shingles`` (2 records: 2 segments and 1), in order."""
+    args = {
+        "text": b"a b c\n\nd, e",
+        "word": minhash._word_bytes().tobytes(),
+        "field_n": np.array([2, 5, 1], dtype=np.int64),
+        "record_fields": np.array([0, 2, 1], dtype=np.int64),
+    }
+    args.update(changes)
+    return list(args.values())
+
+
+@needs_kernel
+def test_c_word_shingles_valid_arguments():
+    buf, starts, ends, offsets = minhash._sigkernel.word_shingles(*_word_args())
+    spans = zip(np.frombuffer(starts, np.int64).tolist(), np.frombuffer(ends, np.int64).tolist())
+    assert buf == b"a b c d e"
+    assert [buf[s:e] for s, e in spans] == [b"a b", b"b c", b"d", b"e"]
+    assert np.frombuffer(offsets, np.int64).tolist() == [0, 2, 4]
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"text": bytearray(b"a b c\n\nd, e")}, "text: expected bytes, got bytearray"),
+        ({"word": bytes(255)}, "word: expected 256 bytes"),
+        ({"word": b"\x01" * 256}, "zero at b'\\\\n'"),
+        ({"field_n": np.array([2, 5, 1], dtype=np.int32)}, "field_n: expected int64"),
+        ({"record_fields": [0, 2, 1]}, "record_fields: expected a C-contiguous buffer"),
+        ({"record_fields": np.array([1, 2, 1], dtype=np.int64)}, "expected 0, then one count"),
+        ({"record_fields": np.array([0, 2, 2], dtype=np.int64)}, "record 1 has 2 segments"),
+        ({"record_fields": np.array([0, 2], dtype=np.int64)}, "field_n 3, record_fields 2"),
+        ({"text": b"a b c\nd, e"}, "text has 2 segments, field_n 3"),
+        ({"field_n": np.array([2, 0, 1], dtype=np.int64)}, "segment 1 has shingle size 0"),
+    ],
+)
+def test_c_word_shingles_rejects_bad_arguments(changes, message):
+    with pytest.raises(ValueError, match=message):
+        minhash._sigkernel.word_shingles(*_word_args(**changes))
 
 
 def _kernel_args(**changes) -> list:

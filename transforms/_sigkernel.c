@@ -1,8 +1,11 @@
-/* MinHash signatures of span batches for hash_function="poly32", scheme="affine32".
+/* MinHash signatures of span batches for hash_function="poly32", scheme="affine32", and the
+ * word shingles those span batches are made of.
  *
- * The same arithmetic as transforms/minhash.py (poly_hash32, _fmix32, MinHasher._permute), in
- * one pass over the shingles: numpy needs a (num_perm x shingles) temporary and several passes
- * over it; here each record's signature row stays in L1 cache. Plain C99 and the buffer
+ * poly32_affine32: the same arithmetic as transforms/minhash.py (poly_hash32, _fmix32,
+ * MinHasher._permute), in one pass over the shingles: numpy needs a (num_perm x shingles)
+ * temporary and several passes over it; here each record's signature row stays in L1 cache.
+ * word_shingles: minhash._spans_numpy's layout and spans, one pass over the bytes instead of
+ * a dozen numpy passes with temporaries of the text's length. Plain C99 and the buffer
  * protocol only (no numpy C API), so it builds against any numpy; optional in setup.py, and
  * minhash.py falls back to numpy when it is missing.
  */
@@ -264,15 +267,239 @@ done:
     return result;
 }
 
+/* ---- word shingles ------------------------------------------------------------------- */
+
+/* Token counts of the segments (separated by '\n', never a word byte) into per_segment[0:n]
+ * (segments past n are counted, not stored). Returns the number of newlines; *tokens and
+ * *token_bytes get the number of tokens and their total length. Branch-free but for the
+ * newlines: a token boundary every few bytes would defeat the branch predictor. */
+static int64_t count_tokens(const unsigned char *text, int64_t len, const unsigned char *word,
+                            int64_t *per_segment, int64_t n, int64_t *tokens,
+                            int64_t *token_bytes)
+{
+    int64_t all = 0, here = 0, bytes = 0, seg = 0;
+    unsigned prev = 0;
+    for (int64_t i = 0; i < len; i++) {
+        const unsigned char c = text[i];
+        const unsigned w = word[c] != 0, start = w & ~prev;
+        here += start;
+        bytes += w;
+        prev = w;
+        if (c == '\n') {
+            if (seg < n)
+                per_segment[seg] = here;
+            all += here, here = 0, seg++;
+        }
+    }
+    if (seg < n)
+        per_segment[seg] = here;
+    *tokens = all + here;
+    *token_bytes = bytes;
+    return seg;
+}
+
+/* Lays the n_tokens tokens one space apart into laid (laid_len bytes) and records where each
+ * starts and ends there. Branch-free: every byte is stored at pos, which only word bytes
+ * advance, so a non-word byte is overwritten by what follows it; the loop stops at the last
+ * word byte, so nothing is stored past the laid tokens. */
+static void lay_tokens(const unsigned char *text, int64_t len, const unsigned char *word,
+                       unsigned char *laid, int64_t laid_len, int64_t n_tokens,
+                       int64_t *tok_start, int64_t *tok_end)
+{
+    int64_t last = len - 1;
+    while (last >= 0 && !word[text[last]])
+        last--;
+    int64_t t = 0, pos = -1; /* pos -1: the first token's "separator" is before the buffer */
+    unsigned prev = 0;
+    tok_start[n_tokens] = 0; /* the slot written for bytes that start no token */
+    for (int64_t i = 0; i <= last; i++) {
+        const unsigned char c = text[i];
+        const unsigned w = word[c] != 0, start = w & ~prev;
+        pos += start; /* the space before a token */
+        tok_start[start ? t : n_tokens] = pos;
+        t += start;
+        laid[pos < 0 ? 0 : pos] = w ? c : ' ';
+        pos += w;
+        prev = w;
+    }
+    for (int64_t k = 0; k + 1 < n_tokens; k++)
+        tok_end[k] = tok_start[k + 1] - 1;
+    if (n_tokens)
+        tok_end[n_tokens - 1] = laid_len;
+}
+
+/* Shingle spans per segment (n = min(field_n, tokens) tokens each; a segment without tokens
+ * has none) and each record's first shingle. */
+static void segment_shingles(const int64_t *per_segment, const int64_t *field_n,
+                             int64_t n_segments, const int64_t *record_fields, int64_t n_records,
+                             const int64_t *tok_start, const int64_t *tok_end, int64_t *starts,
+                             int64_t *ends, int64_t *offsets)
+{
+    int64_t first_token = 0, j = 0, f = 0;
+    offsets[0] = 0;
+    for (int64_t r = 0; r < n_records; r++) {
+        for (int64_t stop = f + record_fields[r + 1]; f < stop; f++) {
+            const int64_t m = per_segment[f], n = field_n[f] < m ? field_n[f] : m;
+            for (int64_t k = 0; m > 0 && k <= m - n; k++, j++) {
+                starts[j] = tok_start[first_token + k];
+                ends[j] = tok_end[first_token + k + n - 1];
+            }
+            first_token += m;
+        }
+        offsets[r + 1] = j;
+    }
+}
+
+static PyObject *new_bytes(int64_t n, char **data)
+{
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (b)
+        *data = PyBytes_AS_STRING(b);
+    return b;
+}
+
+PyDoc_STRVAR(word_shingles_doc,
+             "word_shingles(text, word, field_n, record_fields)\n--\n\n"
+             "Word shingles of a batch: (buf, starts, ends, offsets), the last three int64 bytes.\n\n"
+             "text: bytes, the segments (field texts) joined by b'\\n'; word: 256 bytes, nonzero\n"
+             "for the bytes a token is made of (never b'\\n'); field_n: int64 shingle size (>= 1)\n"
+             "per segment; record_fields: int64, 0 then the number of segments of each record.\n"
+             "Tokens (maximal runs of word bytes) are laid one space apart in buf; shingle j is\n"
+             "buf[starts[j]:ends[j]], n consecutive tokens of one segment, n = min(field_n,\n"
+             "tokens of the segment); record r owns shingles offsets[r]:offsets[r+1].\n"
+             "Raises ValueError on inconsistent arguments. Releases the GIL.");
+
+static PyObject *word_shingles(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[4];
+    if (!PyArg_ParseTuple(args, "OOOO:word_shingles", &objs[0], &objs[1], &objs[2], &objs[3]))
+        return NULL;
+    static const char *names[4] = {"text", "word", "field_n", "record_fields"};
+    Py_buffer v[4];
+    int got = 0;
+    PyObject *out[4] = {NULL, NULL, NULL, NULL}, *result = NULL;
+    int64_t *per_segment = NULL, *tok = NULL;
+    for (; got < 4; got++)
+        if (PyObject_GetBuffer(objs[got], &v[got], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError) ||
+                PyErr_ExceptionMatches(PyExc_BufferError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous buffer, got %.100s",
+                             names[got], Py_TYPE(objs[got])->tp_name);
+            }
+            goto done;
+        }
+    const Py_buffer *text = &v[0], *word = &v[1], *field_n = &v[2], *record_fields = &v[3];
+    for (int i = 0; i < 2; i++)
+        if (!format_is(&v[i], "Bbc?", 1)) {
+            PyErr_Format(PyExc_ValueError, "%s: expected bytes, got format '%s'", names[i],
+                         v[i].format ? v[i].format : "B");
+            goto done;
+        }
+    for (int i = 2; i < 4; i++)
+        if (!format_is(&v[i], "ql", 8)) {
+            PyErr_Format(PyExc_ValueError, "%s: expected int64 items, got format '%s' of %zd bytes",
+                         names[i], v[i].format ? v[i].format : "B", v[i].itemsize);
+            goto done;
+        }
+    if (!PyBytes_Check(objs[0]) || !PyBytes_Check(objs[1])) {
+        /* immutable, so nothing changes them while the GIL is released */
+        PyErr_Format(PyExc_ValueError, "%s: expected bytes, got %.100s",
+                     PyBytes_Check(objs[0]) ? "word" : "text",
+                     Py_TYPE(objs[PyBytes_Check(objs[0]) ? 1 : 0])->tp_name);
+        goto done;
+    }
+    const unsigned char *table = word->buf, *bytes = text->buf;
+    if (word->len != 256 || table['\n']) {
+        PyErr_SetString(PyExc_ValueError, "word: expected 256 bytes, zero at b'\\n'");
+        goto done;
+    }
+    const int64_t n_segments = field_n->len / 8, n_records = record_fields->len / 8 - 1;
+    if (n_records < 0 || ((const int64_t *)record_fields->buf)[0] != 0) {
+        PyErr_SetString(PyExc_ValueError, "record_fields: expected 0, then one count per record");
+        goto done;
+    }
+    /* Private copies of the index arrays (others could rewrite them while the GIL is
+     * released); per_segment: the token count of each segment. */
+    if (!(per_segment = PyMem_RawCalloc(2 * (size_t)n_segments + (size_t)n_records + 2,
+                                        sizeof(int64_t)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *sizes = per_segment + n_segments + 1, *fields = sizes + n_segments;
+    memcpy(sizes, field_n->buf, 8 * (size_t)n_segments);
+    memcpy(fields, record_fields->buf, 8 * ((size_t)n_records + 1));
+    int64_t total = 0;
+    for (int64_t r = 1; r <= n_records; r++) {
+        if (fields[r] < 0 || fields[r] > n_segments - total) {
+            PyErr_Format(PyExc_ValueError, "record_fields: record %lld has %lld segments, "
+                         "%lld of %lld left", (long long)(r - 1), (long long)fields[r],
+                         (long long)(n_segments - total), (long long)n_segments);
+            goto done;
+        }
+        total += fields[r];
+    }
+    for (int64_t f = 0; f < n_segments; f++)
+        if (sizes[f] < 1) {
+            PyErr_Format(PyExc_ValueError, "field_n: segment %lld has shingle size %lld (< 1)",
+                         (long long)f, (long long)sizes[f]);
+            goto done;
+        }
+    int64_t n_tokens, token_bytes, newlines;
+    Py_BEGIN_ALLOW_THREADS
+    newlines = count_tokens(bytes, text->len, table, per_segment, n_segments, &n_tokens,
+                            &token_bytes);
+    Py_END_ALLOW_THREADS
+    if (total != n_segments || (n_segments ? newlines != n_segments - 1 : text->len != 0)) {
+        PyErr_Format(PyExc_ValueError, "text has %lld segments, field_n %lld, record_fields %lld",
+                     (long long)(text->len || n_segments ? newlines + 1 : 0),
+                     (long long)n_segments, (long long)total);
+        goto done;
+    }
+    int64_t n_shingles = 0;
+    for (int64_t f = 0; f < n_segments; f++) {
+        const int64_t m = per_segment[f], n = sizes[f] < m ? sizes[f] : m;
+        n_shingles += m > 0 ? m - n + 1 : 0;
+    }
+    const int64_t laid_len = n_tokens ? token_bytes + n_tokens - 1 : 0;
+    char *laid, *starts, *ends, *offsets;
+    if (!(tok = PyMem_RawMalloc(sizeof(int64_t) * 2 * ((size_t)n_tokens + 1)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!(out[0] = new_bytes(laid_len, &laid)) || !(out[1] = new_bytes(8 * n_shingles, &starts)) ||
+        !(out[2] = new_bytes(8 * n_shingles, &ends)) ||
+        !(out[3] = new_bytes(8 * (n_records + 1), &offsets)))
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    lay_tokens(bytes, text->len, table, (unsigned char *)laid, laid_len, n_tokens, tok,
+               tok + n_tokens + 1);
+    segment_shingles(per_segment, sizes, n_segments, fields, n_records, tok,
+                     tok + n_tokens + 1, (int64_t *)starts, (int64_t *)ends, (int64_t *)offsets);
+    Py_END_ALLOW_THREADS
+    result = PyTuple_Pack(4, out[0], out[1], out[2], out[3]);
+done:
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(out[i]);
+    PyMem_RawFree(per_segment);
+    PyMem_RawFree(tok);
+    while (got-- > 0)
+        PyBuffer_Release(&v[got]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"poly32_affine32", poly32_affine32, METH_VARARGS, poly32_affine32_doc},
+    {"word_shingles", word_shingles, METH_VARARGS, word_shingles_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     "transforms._sigkernel",
-    "C kernel of MinHash signatures (poly32 + affine32); see transforms/minhash.py.",
+    "C kernels of word shingles and MinHash signatures (poly32 + affine32); see\n"
+    "transforms/minhash.py.",
     0,
     methods,
     NULL,
