@@ -30,6 +30,7 @@ from transforms.dedup import (
     NearDuplicates,
     minhash_decision,
     normalize,
+    normalized_batch,
     normalized_fields,
     rank_key,
     rank_provenance,
@@ -134,6 +135,31 @@ def _sim(a: dict, b: dict, config=CONFIG) -> float:
 )
 def test_fast_normalize_is_exactly_normalize_text(text):
     assert normalize(text) == normalize_text(text)
+    if minhash._sigkernel is not None:  # built wherever CI runs (test_c_kernel_is_built_in_ci)
+        (kernel,) = minhash._sigkernel.normalize_ascii([text])
+        separators = any(c in text for c in "\x1c\x1d\x1e\x1f")  # left to normalize_text
+        assert kernel == (normalize_text(text) if text.isascii() and not separators else None)
+
+
+def test_normalized_batch_is_normalized_fields_on_real_records(monkeypatch):
+    """The batch path (ASCII texts in C) and the per-record one, on real records of every
+    language and shape the repository's tests read, with and without the kernel."""
+    records = _real_records(2100)
+    records.append(_rec("odd", "alpaca", 0, input=" A\x1cB \t", output="Li\x0bST\r\n"))
+    config = DedupConfig(fields_by_source={"p3": ("input", "output")})
+    want = [normalized_fields(r, config.fields_for(r["source"])) for r in records]
+    assert normalized_batch(records, config) == want
+    monkeypatch.setattr(minhash, "_sigkernel", None)
+    assert normalized_batch(records, config) == want
+
+
+def test_normalize_ascii_rejects_what_is_not_a_list_of_str():
+    if minhash._sigkernel is None:
+        pytest.skip("transforms._sigkernel is not built (no C compiler at install)")
+    with pytest.raises(TypeError, match="texts: expected a list, got tuple"):
+        minhash._sigkernel.normalize_ascii(("a",))
+    with pytest.raises(TypeError, match=r"texts\[1\]: expected str, got bytes"):
+        minhash._sigkernel.normalize_ascii(["a", b"b"])
 
 
 def test_stable_hash_values_never_change():

@@ -5,7 +5,8 @@
  * MinHasher._permute), in one pass over the shingles: numpy needs a (num_perm x shingles)
  * temporary and several passes over it; here each record's signature row stays in L1 cache.
  * word_shingles: minhash._spans_numpy's layout and spans, one pass over the bytes instead of
- * a dozen numpy passes with temporaries of the text's length. Plain C99 and the buffer
+ * a dozen numpy passes with temporaries of the text's length. normalize_ascii: dedup.normalize
+ * of ASCII texts without the word list str.split() builds. Plain C99 and the buffer
  * protocol only (no numpy C API), so it builds against any numpy; optional in setup.py, and
  * minhash.py falls back to numpy when it is missing.
  */
@@ -489,9 +490,86 @@ done:
     return result;
 }
 
+/* ---- normalised ASCII text ------------------------------------------------------------ */
+
+/* ASCII whitespace as str.split() and the regex \s agree on it (\x1c-\x1f, which only
+ * str.split() counts, make normalize_ascii answer None). */
+static inline int ascii_space(Py_UCS1 c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+PyDoc_STRVAR(normalize_ascii_doc,
+             "normalize_ascii(texts)\n--\n\n"
+             "transforms.dedup.normalize of each ASCII str of a list: lower case, whitespace\n"
+             "runs as one space, stripped. None for the others (non-ASCII, or holding one of\n"
+             "\\x1c-\\x1f): the caller normalises those in Python.");
+
+static PyObject *normalize_ascii(PyObject *self, PyObject *texts)
+{
+    (void)self;
+    if (!PyList_Check(texts)) {
+        PyErr_Format(PyExc_TypeError, "texts: expected a list, got %.100s",
+                     Py_TYPE(texts)->tp_name);
+        return NULL;
+    }
+    const Py_ssize_t n = PyList_GET_SIZE(texts);
+    PyObject *out = PyList_New(n);
+    Py_UCS1 *scratch = NULL;
+    Py_ssize_t capacity = 0;
+    if (!out)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i), *norm = NULL;
+        if (!PyUnicode_Check(text)) {
+            PyErr_Format(PyExc_TypeError, "texts[%zd]: expected str, got %.100s", i,
+                         Py_TYPE(text)->tp_name);
+            goto fail;
+        }
+        if (!PyUnicode_IS_ASCII(text)) {
+            PyList_SET_ITEM(out, i, Py_NewRef(Py_None));
+            continue;
+        }
+        const Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+        const Py_UCS1 *src = PyUnicode_1BYTE_DATA(text);
+        if (len > capacity) {
+            PyMem_Free(scratch);
+            capacity = len > 2 * capacity ? len : 2 * capacity;
+            if (!(scratch = PyMem_Malloc((size_t)capacity))) {
+                PyErr_NoMemory();
+                goto fail;
+            }
+        }
+        Py_ssize_t m = 0;
+        int pending = 0, separator = 0;
+        for (Py_ssize_t k = 0; k < len; k++) {
+            const Py_UCS1 c = src[k];
+            if (ascii_space(c)) {
+                pending = m > 0;
+                continue;
+            }
+            separator |= c >= 0x1c && c <= 0x1f;
+            if (pending)
+                scratch[m++] = ' ', pending = 0;
+            scratch[m++] = c >= 'A' && c <= 'Z' ? c + 32 : c;
+        }
+        if (separator)
+            norm = Py_NewRef(Py_None);
+        else if ((norm = PyUnicode_New(m, 127)))
+            memcpy(PyUnicode_1BYTE_DATA(norm), scratch, (size_t)m);
+        if (!norm)
+            goto fail;
+        PyList_SET_ITEM(out, i, norm);
+    }
+    PyMem_Free(scratch);
+    return out;
+fail:
+    PyMem_Free(scratch);
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"poly32_affine32", poly32_affine32, METH_VARARGS, poly32_affine32_doc},
     {"word_shingles", word_shingles, METH_VARARGS, word_shingles_doc},
+    {"normalize_ascii", normalize_ascii, METH_O, normalize_ascii_doc},
     {NULL, NULL, 0, NULL},
 };
 

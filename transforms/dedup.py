@@ -57,6 +57,7 @@ Measured figures and the command to reproduce them: ``bench/results/dedup.md``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import pickle
 import unicodedata
 from collections import defaultdict
@@ -151,6 +152,27 @@ def normalize(text: str) -> str:
 def normalized_fields(record: dict, fields: tuple[str, ...]) -> list[str]:
     """Normalised text of each compared field (what the exact hash and the shingles see)."""
     return [normalize(minhash.field_text(record.get(f))) for f in fields]
+
+
+def normalized_batch(records: list[dict], config: DedupConfig) -> list[list[str]]:
+    """``normalized_fields`` of many records (each its ``config.fields_for`` its source).
+
+    ASCII texts are normalised by the C kernel when it is built (``normalize_ascii``, tested
+    equal to ``normalize``), the others by ``normalize``.
+    """
+    texts, counts = [], []
+    field_text = minhash.field_text
+    for record in records:
+        fields = config.fields_for(record.get("source"))
+        counts.append(len(fields))
+        for f in fields:
+            value = record.get(f)
+            texts.append(value if type(value) is str else field_text(value))
+    kernel = minhash._sigkernel
+    norms = kernel.normalize_ascii(texts) if kernel is not None else [None] * len(texts)
+    norms = [normalize(t) if n is None else n for n, t in zip(norms, texts)]
+    bounds = itertools.accumulate(counts, initial=0)
+    return [norms[lo:hi] for lo, hi in itertools.pairwise(bounds)]
 
 
 def exact_hash(normalized: list[str]) -> str:
@@ -323,7 +345,7 @@ class _FingerprintFn(FrozenHeapDoFn):
     def _run(self, batch, layout):
         c = self.config
         self.records_in.inc(len(batch))
-        norms = [normalized_fields(r, c.fields_for(r.get("source"))) for r in batch]
+        norms = normalized_batch(batch, c)
         n = len(batch)
         sigs = keys = None
         empty = np.zeros(n, dtype=bool)
