@@ -4,6 +4,7 @@
     python -m bench.dedup_bench --n 100000 --only kernel,loop    # parts: kernel, loop, pipeline
     python -m bench.dedup_bench --n 300000 --only flink          # worker memory on Flink
     python -m bench.dedup_bench --n 100000 --only datatrove      # builds its venv once (~2 min)
+    python -m bench.dedup_bench --n 100000 --paired 4            # loop and pipeline side by side
 
 Each measurement runs in its own subprocess (clean peak RSS) and prints one JSON line; the
 results are appended to ``bench/work/dedup/dedup_runs.jsonl``. Throughput is reported per
@@ -637,18 +638,15 @@ def _child(part: str, n: int, extra: list[str]) -> None:
         print("RESULT " + json.dumps(row), flush=True)
 
 
-def _spawn(part: str, n: int, *extra: str) -> list[dict]:
+def _child_command(part: str, n: int, *extra: str) -> tuple[list[str], dict]:
     from transforms.worker import huge_page_heap_env
 
     cmd = [sys.executable, "-m", "bench.dedup_bench", "--child", part, "--n", str(n), *extra]
     # Every part under the glibc settings `instructmix` restarts itself with (pipelines.cli).
-    env = huge_page_heap_env(os.environ) or dict(os.environ)
-    load_start = os.getloadavg()
-    proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, env=env)
-    rows = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not rows:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"{part} failed")
+    return cmd, huge_page_heap_env(os.environ) or dict(os.environ)
+
+
+def _record(rows: list[dict], env: dict, load_start, **extra) -> None:
     with open(RUNS, "a") as f:
         for row in rows:
             row.update(
@@ -657,10 +655,57 @@ def _spawn(part: str, n: int, *extra: str) -> list[dict]:
                 load=os.getloadavg()[0],
                 load_start_end=[load_start, os.getloadavg()],
                 at=time.strftime("%Y-%m-%d %H:%M:%S"),
+                **extra,
             )
             f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
+
+
+def _results(part: str, returncode: int, stdout: str, stderr: str) -> list[dict]:
+    rows = [json.loads(line[7:]) for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if returncode or not rows:
+        sys.stderr.write(stderr[-4000:])
+        raise SystemExit(f"{part} failed")
     return rows
+
+
+def _spawn(part: str, n: int, *extra: str) -> list[dict]:
+    cmd, env = _child_command(part, n, *extra)
+    load_start = os.getloadavg()
+    proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, env=env)
+    rows = _results(part, proc.returncode, proc.stdout, proc.stderr)
+    _record(rows, env, load_start)
+    return rows
+
+
+def _spawn_paired(n: int, overrides: str, repeats: int) -> None:
+    """The tuned loop and the in-process pipeline at the same time, each pinned to a core of
+    its own, ``repeats`` times with the cores swapped: both see the same neighbours (this box
+    is shared, and CPU-seconds of one part drift by 30-40% over minutes), so each pair's ratio
+    compares like with like. Needs 2 cores."""
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("--paired needs 2 cores")
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    parts = [("loop", ("reused",)), ("pipeline", ("1", overrides, "0"))]
+    for repeat in range(repeats):
+        load_start = os.getloadavg()
+        procs = []
+        for (part, extra), core in zip(parts, cores if repeat % 2 == 0 else cores[::-1]):
+            cmd, env = _child_command(part, n, *extra)
+            out = subprocess.Popen(
+                ["taskset", "-c", str(core), *cmd],
+                cwd=ROOT,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            procs.append((part, core, env, out))
+        pair = f"{time.strftime('%Y%m%dT%H%M%S')}-{repeat}"
+        for part, core, env, proc in procs:
+            stdout, stderr = proc.communicate()
+            rows = _results(part, proc.returncode, stdout, stderr)
+            _record(rows, env, load_start, paired=pair, core=core)
 
 
 def main(argv=None):
@@ -678,6 +723,13 @@ def main(argv=None):
         default=2,
         help="Flink parallelism (above 4, also set INSTRUCTMIX_FLINK_PARALLELISM for the slots)",
     )
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="R",
+        help="run the tuned loop and the in-process pipeline side by side, R times",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     if args.child:
@@ -688,6 +740,8 @@ def main(argv=None):
         args.hash = DedupConfig().hash_function
     overrides = json.dumps({**json.loads(args.config), "hash_function": args.hash})
     planted.write(args.n)
+    if args.paired:
+        return _spawn_paired(args.n, overrides, args.paired)
     parts = args.only.split(",")
     if "kernel" in parts:
         _spawn("kernel", args.n)

@@ -40,36 +40,43 @@ def test_star_marks_and_finished_stars():
     assert clusters.finished_star(2, [], [("leaf", 7)]) is None  # no centre mark
 
 
-def _packed(entries, marks=()):
-    return [clusters.pack((list(entries), list(marks)))]
+def _packed(entries, marks=(), roots=()):
+    root_blobs = [clusters.pack(list(roots))] if roots else []
+    return [clusters.pack((list(entries), list(marks), root_blobs))]
 
 
 def _unpacked(outputs):
-    entries, marks = [], []
+    entries, marks, roots = [], [], []
     for _, blob in outputs:
-        e, m = pickle.loads(blob)
+        e, m, root_blobs = pickle.loads(blob)
         entries += e
         marks += m
-    return sorted(entries), sorted(marks)
+        roots += [pair for b in root_blobs for pair in pickle.loads(b)]
+    return sorted(entries), sorted(marks), sorted(roots)
 
 
 def test_a_finished_star_is_assigned_and_leaves_the_rounds():
     """Small-Star gives a star's leaves their root and marks its centre; Large-Star then drops
-    the star's edges and carries the roots on, and Resolve outputs them."""
+    the star's edges and carries the roots on (still pickled), and Resolve outputs them."""
     small = clusters._SmallStarFn("both", find_finished=True)
     centre_and_leaves = [(2, ("centre", 2)), (2, ("leaf", 5)), (2, ("leaf", 7))]
-    edges, marks = _unpacked(small.process((0, _packed([(5, 2), (7, 2)], centre_and_leaves)), 1))
+    edges, marks, roots = _unpacked(
+        small.process((0, _packed([(5, 2), (7, 2)], centre_and_leaves)), 1)
+    )
     assert edges == [(2, 5), (2, 7), (5, 2), (7, 2)]
-    roots = [(5, ("root", 2)), (7, ("root", 2))]
-    assert marks == sorted([(2, clusters.DONE), *roots])
+    assert marks == [(2, clusters.DONE)]
+    assert roots == [(5, 2), (7, 2)]
 
     large = clusters._LargeStarFn()
-    after = _unpacked(large.process((0, _packed(edges, marks)), 1))
-    assert after == ([], sorted([(2, ("leaf", 5)), (2, ("leaf", 7)), *roots]))
+    out = list(large.process((0, _packed(edges, marks, roots)), 1))
+    carried = pickle.loads(out[0][1])[2]
+    assert carried == [clusters.pack(roots)]  # the same blob, passed on unread
+    after = _unpacked(out)
+    assert after == ([], [(2, ("leaf", 5)), (2, ("leaf", 7))], roots)
     # without the DONE mark, the star's edges would go round again
     assert _unpacked(large.process((0, _packed(edges)), 1))[0] == [(5, 2), (7, 2)]
 
-    resolved = clusters._ResolveFn().process((0, _packed([], after[1])), 1)
+    resolved = clusters._ResolveFn().process((0, _packed([], after[1], roots)), 1)
     assert [pickle.loads(blob) for _, blob in resolved] == [[(5, 2), (7, 2)]]
 
 

@@ -21,11 +21,12 @@ Finished components leave the rounds. A component is finished when it is a star:
 smaller than all its neighbours, each of which has no other neighbour. Large-Star sees every
 node's whole neighbourhood, so it marks possible centres (with their degree) and leaves (at
 their only neighbour); the Small-Star step after it finds the centres whose degree equals their
-leaves (``finished_star``), gives each leaf its root as a mark, and marks the centre ``DONE``:
-in the next Large-Star it emits nothing, and the component's edges are gone. The root marks
-ride along (one small tuple per node, no kernel) to ``Resolve``, which outputs them: the graph
-of steps is the same as without the pruning (a separate output per round cost Flink a Python
-worker per round and stage). Near-duplicate clusters are mostly stars after a round or two, so
+leaves (``finished_star``), gives each leaf its root, and marks the centre ``DONE``: in the
+next Large-Star it emits nothing, and the component's edges are gone. The roots ride along to
+``Resolve``, which outputs them, pickled once per step and shard and then carried unread (as
+tuples re-pickled in every step, they made the rounds 10.6% of a 100k-record dedup's profile
+samples; carried, 1.4%): the graph of steps is the same as without the pruning (a separate
+output per round cost Flink a Python worker per round and stage). Near-duplicate clusters are mostly stars after a round or two, so
 the remaining rounds carry almost nothing (100k planted records: 0.8 CPU-s less of ~15, same
 assignments).
 
@@ -271,12 +272,21 @@ _ROUTES = {"both": _both, "larger": _larger, "links": _links_of}
 
 
 def route_batch(
-    edges: Iterable[tuple], route: str, num_shards: int, marks: Iterable[tuple] = ()
+    edges: Iterable[tuple],
+    route: str,
+    num_shards: int,
+    marks: Iterable[tuple] = (),
+    roots: Iterable[tuple] = (),
+    carried: tuple[int, list[bytes]] | None = None,
 ) -> list[tuple]:
-    """Entries ``(node, other)`` of each edge and ``(node, mark)`` marks, as
-    ``(shard, pack((entries, marks)))`` elements."""
+    """Entries ``(node, other)`` of each edge, ``(node, mark)`` marks and ``(node, root)``
+    assignments, as ``(shard, pack((entries, marks, root_blobs)))`` elements.
+
+    Assignments are final: a shard's are pickled once, into a blob that every later step
+    passes on unread (``carried``: ``(shard, blobs)`` received by the calling step).
+    """
     fn = _ROUTES[route]
-    out = defaultdict(lambda: ([], []))
+    out = defaultdict(lambda: ([], [], []))
     for u, v in edges:
         if u == v:
             continue
@@ -284,19 +294,28 @@ def route_batch(
             out[node_shard(entry[0], num_shards)][0].append(entry)
     for mark in marks:
         out[node_shard(mark[0], num_shards)][1].append(mark)
+    new_roots = defaultdict(list)
+    for pair in roots:
+        new_roots[node_shard(pair[0], num_shards)].append(pair)
+    for shard, pairs in new_roots.items():
+        out[shard][2].append(pack(pairs))
+    if carried is not None and carried[1]:
+        out[carried[0]][2].extend(carried[1])
     return [(shard, pack(lists)) for shard, lists in out.items()]
 
 
-def _regroup(blobs: Iterable[bytes]) -> tuple[dict, dict]:
-    """({node: [other, ...]}, {node: [mark, ...]}) of a shard's grouped ``route_batch`` values."""
-    groups, marks = defaultdict(list), defaultdict(list)
+def _regroup(blobs: Iterable[bytes]) -> tuple[dict, dict, list[bytes]]:
+    """({node: [other, ...]}, {node: [mark, ...]}, root blobs) of a shard's grouped
+    ``route_batch`` values (the root blobs still pickled)."""
+    groups, marks, root_blobs = defaultdict(list), defaultdict(list), []
     for blob in blobs:
-        entries, node_marks = _loads(blob)
+        entries, node_marks, roots = _loads(blob)
         for node, other in entries:
             groups[node].append(other)
         for node, mark in node_marks:
             marks[node].append(mark)
-    return groups, marks
+        root_blobs.extend(roots)
+    return groups, marks, root_blobs
 
 
 class _RouteFn(FrozenHeapDoFn):
@@ -307,39 +326,34 @@ class _RouteFn(FrozenHeapDoFn):
         yield from route_batch(edges, self.route, num_shards)
 
 
-def _roots_carried(marks: dict) -> list[tuple]:
-    """The ``(node, ("root", root))`` marks of a shard: assignments made in an earlier round,
-    carried unchanged (a node keeps its shard) until ``Resolve`` outputs them."""
-    return [(node, mark) for node, ms in marks.items() for mark in ms if mark[0] == "root"]
-
-
 class _LargeStarFn(FrozenHeapDoFn):
     """(shard, neighbourhoods and marks) → Large-Star edges routed for Small-Star, with star
     marks. A node marked ``DONE`` belongs to a component already assigned: its edges go no
     further."""
 
     def process(self, element, num_shards):
-        groups, marks = _regroup(element[1])
-        new_edges, new_marks = [], _roots_carried(marks)
+        groups, marks, root_blobs = _regroup(element[1])
+        new_edges, new_marks = [], []
         for node, neighbours in groups.items():
             if DONE in marks.get(node, ()):
                 continue
             new_edges.extend(large_star(node, neighbours))
             new_marks.extend(star_marks(node, neighbours))
-        yield from route_batch(new_edges, "larger", num_shards, new_marks)
+        carried = element[0], root_blobs
+        yield from route_batch(new_edges, "larger", num_shards, new_marks, carried=carried)
 
 
 class _SmallStarFn(FrozenHeapDoFn):
     """(shard, smaller neighbourhoods and marks) → Small-Star edges routed for ``route``; a
-    finished star's leaves get their root (a ``("root", root)`` mark) and its centre ``DONE``.
+    finished star's leaves get their root (a final assignment) and its centre ``DONE``.
     """
 
     def __init__(self, route: str, find_finished: bool):
         self.route, self.find_finished = route, find_finished
 
     def process(self, element, num_shards):
-        groups, marks = _regroup(element[1])
-        new_edges, new_marks = [], _roots_carried(marks)
+        groups, marks, root_blobs = _regroup(element[1])
+        new_edges, new_marks, roots = [], [], []
         for node in groups.keys() | marks.keys():
             smaller = groups.get(node, ())
             new_edges.extend(small_star(node, smaller))
@@ -347,9 +361,10 @@ class _SmallStarFn(FrozenHeapDoFn):
                 finished_star(node, smaller, marks.get(node, ())) if self.find_finished else None
             )
             if leaves:
-                new_marks.extend((leaf, ("root", node)) for leaf in leaves)
+                roots.extend((leaf, node) for leaf in leaves)
                 new_marks.append((node, DONE))
-        yield from route_batch(new_edges, self.route, num_shards, new_marks)
+        carried = element[0], root_blobs
+        yield from route_batch(new_edges, self.route, num_shards, new_marks, roots, carried)
 
 
 class _ResolveFn(FrozenHeapDoFn):
@@ -361,8 +376,8 @@ class _ResolveFn(FrozenHeapDoFn):
         self.assigned = Metrics.counter(NAMESPACE, "cc:assigned")
 
     def process(self, element, num_shards):
-        groups, marks = _regroup(element[1])
-        pairs = [(node, mark[1]) for node, mark in _roots_carried(marks)]
+        groups, _, root_blobs = _regroup(element[1])
+        pairs = [pair for blob in root_blobs for pair in _loads(blob)]
         missing = 0
         for node, links in groups.items():
             assigned, unresolved = resolve(node, links)
