@@ -2,9 +2,9 @@
 
 All metadata lives in pyproject.toml; workers run ``pip install .`` on this directory, which
 ships the ``pipelines`` and ``transforms`` packages and their dependencies. The one thing that
-needs setup.py is the C extension ``transforms._sigkernel`` (MinHash signatures, see
-``transforms/minhash.py``): it is optional, so a machine without a C compiler still installs
-the project and computes signatures with numpy.
+needs setup.py is the C extension ``transforms._sigkernel`` (normalised ASCII text, word
+shingles and MinHash signatures, see ``transforms/minhash.py``): it is optional, so a machine
+without a C compiler still installs the project and does the same in Python and numpy.
 """
 
 from setuptools import Extension, setup

@@ -21,13 +21,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms import minhash
-from transforms.clusters import union_find_components
+from transforms.clusters import pack, union_find_components
 from transforms.dedup import (
     BAND_STATE_SCHEMA,
     EXACT_STATE_SCHEMA,
     Deduplicate,
     ExactDuplicates,
     NearDuplicates,
+    _DecideShardFn,
     minhash_decision,
     normalize,
     normalized_batch,
@@ -241,6 +242,25 @@ def test_minhash_decision_direct_and_transitive():
     assert minhash_decision(b, a, [(a, 0.8), (c, 0.9)]) == (0.8, "estimated Jaccard with survivor")
     sim, detail = minhash_decision(c, a, [(b, 0.75)])
     assert sim == 0.75 and "id b" in detail
+    with pytest.raises(RuntimeError, match=r"record id 'c' \(f#2\): assigned to the cluster of"):
+        minhash_decision(c, a, [])  # a lost link is an error, never a guess
+
+
+def test_decide_fails_loudly_when_its_input_is_incomplete():
+    """A record without its exact-stage decision, or decisions without their record, means the
+    runner lost part of a shard's input: Decide raises, naming the record, and never guesses."""
+    config = DedupConfig()
+    decide = _DecideShardFn(config, exact=True, near=True)
+    a, b = _rec("a", index=1, input="x"), _rec("b", index=2, input="y")
+    na, nb = rank_key(a, config), rank_key(b, config)
+    records = [pack([("rec", na, a), ("rec", nb, b)])]
+    state = [("state", na, "h1", None, None), ("state", nb, "h2", None, None)]
+    kept = [o for o in decide._run(records, [pack(state)]) if isinstance(o, dict)]
+    assert kept == [a, b]
+    with pytest.raises(RuntimeError, match=r"record id 'b' \(web.jsonl#2\): no exact-stage"):
+        list(decide._run(records, [pack(state[:1])]))
+    with pytest.raises(RuntimeError, match=r"record id 'b' \(web.jsonl#2\): decisions but not"):
+        list(decide._run([pack([("rec", na, a)])], [pack(state)]))
 
 
 # --- the pipeline -----------------------------------------------------------------------------

@@ -23,9 +23,10 @@ character n-grams (``char_n``), other fields word n-grams (``word_n``). A field 
 than ``n`` gives one shingle of all its tokens. Shingles never cross field boundaries.
 
 Signatures are computed for a batch of records at once (``shingle_batch``): the tokens of the
-batch are laid out in one buffer and every shingle is a byte span of it. The default ("poly32",
-"affine32") runs in the C extension ``transforms._sigkernel`` when it is built (hash, permute
-and minimum in one pass, the GIL released); otherwise, and for the other hashes and schemes,
+batch are laid out in one buffer and every shingle is a byte span of it (for ASCII fields, the
+C extension ``transforms._sigkernel`` lays them out when it is built, numpy otherwise). The
+default ("poly32", "affine32") runs in that extension too (hash, permute and minimum in one
+pass, the GIL released); otherwise, and for the other hashes and schemes,
 "sha1" and "xxh32" hash each span with one C call, "poly32" hashes all spans with a few numpy
 passes, and the permutations and the per-record minimum are numpy operations over blocks of
 shingles. Measured against datasketch and rensa in ``bench/results/dedup.md``.
