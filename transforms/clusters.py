@@ -26,9 +26,9 @@ next Large-Star it emits nothing, and the component's edges are gone. The roots 
 ``Resolve``, which outputs them, pickled once per step and shard and then carried unread (as
 tuples re-pickled in every step, they made the rounds 10.6% of a 100k-record dedup's profile
 samples; carried, 1.4%): the graph of steps is the same as without the pruning (a separate
-output per round cost Flink a Python worker per round and stage). Near-duplicate clusters are mostly stars after a round or two, so
-the remaining rounds carry almost nothing (100k planted records: 0.8 CPU-s less of ~15, same
-assignments).
+output per round cost Flink a Python worker per round and stage). Near-duplicate clusters are
+mostly stars after a round or two, so the remaining rounds carry almost nothing (100k planted
+records: 0.8 CPU-s less of ~15, same assignments).
 
 Resolution (always safe, converged or not): after the last round, a node ``x`` is assigned root
 ``p`` only if ``p`` is one of its parents and ``p`` has no parent of its own. If the rounds did
