@@ -10,6 +10,8 @@ PortableRunner, DataflowRunner).
 
 from __future__ import annotations
 
+import logging
+
 from apache_beam.options.pipeline_options import (
     DirectOptions,
     PipelineOptions,
@@ -21,6 +23,7 @@ from transforms.worker import hold_freed_memory, keeps_malloc_defaults
 
 DEFAULT_RUNNER = "FnApiRunner"
 _DIRECT_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner")
+_SPLIT_BUNDLE_MODES = ("multi_processing", "multi_threading")
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
@@ -59,14 +62,38 @@ def runs_in_process(options: PipelineOptions) -> bool:
     )
 
 
+def split_bundle_warning(options: PipelineOptions) -> str | None:
+    """Why a local run on several FnApiRunner workers is unsafe for large inputs, or None.
+
+    Those modes split each stage's bundle across the workers; with Beam 2.77 that lost or
+    corrupted shuffle data in most 1M-record dedup runs, and never with one worker (README,
+    "Running it"; ``bench/results/dedup.md``).
+    """
+    if _runner_name(options) not in _DIRECT_RUNNERS:
+        return None
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode not in _SPLIT_BUNDLE_MODES or direct.direct_num_workers == 1:
+        return None
+    return (
+        f"warning: --direct_running_mode={direct.direct_running_mode} with several workers lost "
+        "shuffle data on large inputs (1M records) with this Beam version; the dedup then fails "
+        "naming a record. Beyond ~100k records use the in-process runner or Flink (README, "
+        "'Running it')."
+    )
+
+
 def prepare_process(options: PipelineOptions) -> None:
     """Settings this process needs when it is also the job's worker.
 
     In-process, the runner moves every shuffle as one large buffer: freed memory is kept for
     reuse instead of being returned to the kernel and faulted in again
     (``transforms.worker.hold_freed_memory``; ~10% less CPU for the dedup stage, peak +5-13%).
-    ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults.
+    ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults. Warns about local runs on
+    several workers (``split_bundle_warning``).
     """
+    warning = split_bundle_warning(options)
+    if warning:
+        logging.getLogger(__name__).warning(warning)
     if runs_in_process(options) and not keeps_malloc_defaults():
         hold_freed_memory()
 
