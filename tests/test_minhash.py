@@ -499,7 +499,7 @@ def _word_args(**changes) -> list:
     """Arguments of ``word_shingles`` (2 records: 2 segments and 1), in order."""
     args = {
         "text": b"a b c\n\nd, e",
-        "word": minhash._word_bytes().tobytes(),
+        "word": minhash._word_table(),
         "field_n": np.array([2, 5, 1], dtype=np.int64),
         "record_fields": np.array([0, 2, 1], dtype=np.int64),
     }
