@@ -4,7 +4,7 @@
     python -m bench.dedup_bench --n 100000 --only kernel,loop    # parts: kernel, loop, pipeline
     python -m bench.dedup_bench --n 300000 --only flink          # worker memory on Flink
     python -m bench.dedup_bench --n 100000 --only datatrove      # builds its venv once (~2 min)
-    python -m bench.dedup_bench --n 100000 --paired 4            # loop and pipeline side by side
+    python -m bench.dedup_bench --n 100000 --paired 4            # loop | pipeline + read only, side by side
 
 Each measurement runs in its own subprocess (clean peak RSS) and prints one JSON line; the
 results are appended to ``bench/work/dedup/dedup_runs.jsonl``. Throughput is reported per
@@ -679,33 +679,77 @@ def _spawn(part: str, n: int, *extra: str) -> list[dict]:
 
 
 def _spawn_paired(n: int, overrides: str, repeats: int) -> None:
-    """The tuned loop and the in-process pipeline at the same time, each pinned to a core of
-    its own, ``repeats`` times with the cores swapped: both see the same neighbours (this box
-    is shared, and CPU-seconds of one part drift by 30-40% over minutes), so each pair's ratio
-    compares like with like. Needs 2 cores."""
+    """The tuned loop on one core; on the other, the in-process pipeline, then the same
+    pipeline reading the corpus only. Each pinned, ``repeats`` times with the cores swapped:
+    both sides see the same neighbours (this box is shared, and CPU-seconds of one part drift
+    by 30-40% over minutes), so each pair's ratio compares like with like. The loop starts
+    from records in memory; the pipeline minus its read-only twin is the dedup stage alone
+    (read, Beam's start-up and the write of nothing). Needs 2 cores."""
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("--paired needs 2 cores")
     cores = sorted(os.sched_getaffinity(0))[:2]
-    parts = [("loop", ("reused",)), ("pipeline", ("1", overrides, "0"))]
+    sides = [
+        [("loop", ("reused",))],
+        [("pipeline", ("1", overrides, "0")), ("pipeline", ("1", overrides, "1"))],
+    ]
     for repeat in range(repeats):
-        load_start = os.getloadavg()
-        procs = []
-        for (part, extra), core in zip(parts, cores if repeat % 2 == 0 else cores[::-1]):
+        pair = f"{time.strftime('%Y%m%dT%H%M%S')}-{repeat}"
+        failures: list[BaseException] = []
+        rows: list[dict] = []
+        threads = [
+            threading.Thread(target=_run_pinned, args=(parts, core, n, pair, rows, failures))
+            for parts, core in zip(sides, cores if repeat % 2 == 0 else cores[::-1])
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
+        if len(rows) != 3:
+            raise SystemExit(f"pair {pair}: {len(rows)} of 3 parts reported")
+        print(json.dumps(paired_ratios(rows)), flush=True)
+
+
+def paired_ratios(rows: list[dict]) -> dict:
+    """One pair's CPU-second ratios: the loop against the whole pipeline run, and against the
+    dedup stage alone (the pipeline minus its read-only twin)."""
+    loop = next(r["cpu_s"] for r in rows if r["what"].startswith("datasketch"))
+    whole = next(r["cpu_s"] for r in rows if r["what"].startswith("pipeline Deduplicate"))
+    read = next(r["cpu_s"] for r in rows if r["what"].startswith("pipeline read only"))
+    return {
+        "paired": rows[0]["paired"],
+        "loop_cpu_s": loop,
+        "pipeline_cpu_s": whole,
+        "read_only_cpu_s": read,
+        "ratio_whole_run": loop / whole,
+        "ratio_dedup_stage": loop / (whole - read),
+    }
+
+
+_RECORD_LOCK = threading.Lock()
+
+
+def _run_pinned(parts: list, core: int, n: int, pair: str, rows: list, failures: list) -> None:
+    """Run ``parts`` one after another on ``core``, recording each row with its pair."""
+    try:
+        for part, extra in parts:
             cmd, env = _child_command(part, n, *extra)
-            out = subprocess.Popen(
+            load_start = os.getloadavg()
+            proc = subprocess.run(
                 ["taskset", "-c", str(core), *cmd],
                 cwd=ROOT,
                 env=env,
                 text=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                capture_output=True,
+                check=False,
             )
-            procs.append((part, core, env, out))
-        pair = f"{time.strftime('%Y%m%dT%H%M%S')}-{repeat}"
-        for part, core, env, proc in procs:
-            stdout, stderr = proc.communicate()
-            rows = _results(part, proc.returncode, stdout, stderr)
-            _record(rows, env, load_start, paired=pair, core=core)
+            part_rows = _results(part, proc.returncode, proc.stdout, proc.stderr)
+            with _RECORD_LOCK:
+                _record(part_rows, env, load_start, paired=pair, core=core)
+                rows.extend(part_rows)
+    except SystemExit as failure:  # a part failed (_results): re-raised by the caller
+        failures.append(failure)
 
 
 def main(argv=None):
@@ -728,7 +772,7 @@ def main(argv=None):
         type=int,
         default=0,
         metavar="R",
-        help="run the tuned loop and the in-process pipeline side by side, R times",
+        help="run the tuned loop and the in-process pipeline (then its read-only twin) side by side, R times",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
