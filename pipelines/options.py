@@ -81,14 +81,15 @@ def without_timed_flushes() -> None:
 def prepare_process(options: PipelineOptions) -> None:
     """Settings this process needs when it runs the job (local runners) or is its worker.
 
-    The local runners' data channels flush by size only (``without_timed_flushes``: Beam's
-    timed flush loses data under load). In-process, the runner moves every shuffle as one
-    large buffer: freed memory is kept for reuse instead of being returned to the kernel and
-    faulted in again (``transforms.worker.hold_freed_memory``; ~10% less CPU for the dedup
-    stage, peak +5-13%). ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults.
+    Beam's Python runner flushes its data channels by size only (``without_timed_flushes``:
+    its timed flush loses data under load). That runner runs local jobs, and jobs sent to an
+    embedded job service (``--runner=PortableRunner --job_endpoint=embed``); other runners
+    never read the setting. In-process, the runner moves every shuffle as one large buffer:
+    freed memory is kept for reuse instead of being returned to the kernel and faulted in
+    again (``transforms.worker.hold_freed_memory``; ~10% less CPU for the dedup stage, peak
+    +5-13%). ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults.
     """
-    if _runner_name(options) in _DIRECT_RUNNERS:
-        without_timed_flushes()
+    without_timed_flushes()
     if runs_in_process(options) and not keeps_malloc_defaults():
         hold_freed_memory()
 
