@@ -683,8 +683,8 @@ def _spawn_paired(n: int, overrides: str, repeats: int) -> None:
     pipeline reading the corpus only. Each pinned, ``repeats`` times with the cores swapped:
     both sides see the same neighbours (this box is shared, and CPU-seconds of one part drift
     by 30-40% over minutes), so each pair's ratio compares like with like. The loop starts
-    from records in memory; the pipeline minus its read-only twin is the dedup stage alone
-    (read, Beam's start-up and the write of nothing). Needs 2 cores."""
+    from records in memory; the pipeline minus its read-only twin (the same read and Beam
+    start-up, no dedup) is the dedup stage alone. Needs 2 cores."""
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("--paired needs 2 cores")
     cores = sorted(os.sched_getaffinity(0))[:2]

@@ -1,4 +1,4 @@
-"""Runner options: the local runners' data channels flush by size only (Beam's timed flush
+"""Runner options: Beam's Python runner flushes its data channels by size only (its timed flush
 loses bytes written while it sends)."""
 
 from __future__ import annotations
