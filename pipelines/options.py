@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
+from pipelines.local_runner import bounded_input_messages, without_timed_flushes
 from transforms.worker import hold_freed_memory, keeps_malloc_defaults
 
 DEFAULT_RUNNER = "FnApiRunner"
@@ -59,37 +60,20 @@ def runs_in_process(options: PipelineOptions) -> bool:
     )
 
 
-def without_timed_flushes() -> None:
-    """Make the FnApiRunner's gRPC data channels flush by size only, never on a timer.
-
-    The runner gives each channel of its worker processes (and, in ``multi_threading`` mode,
-    its workers' own channels) a 1 s timed flush (``worker_handlers.DATA_BUFFER_TIME_LIMIT_MS``).
-    Beam's timed stream flushes from a thread of its own without stopping the writer: bytes
-    written while a flush hands the buffer to a full send queue are then cleared unsent
-    (``TimeBasedBufferingClosableOutputStream.flush``: ``get()``, send, ``_clear()``). Sending
-    a 750 MB shuffle to a worker at 1M records, that dropped 15 MB of a ``CoGroupByKey``'s
-    input, silently; with worker threads it cut elements in half ("Invalid PaneInfoEncoding").
-    With size-only flushes the same runs were right (README, "Running it";
-    ``bench/results/dedup.md``). A batch job loses nothing by it: every stream is closed, and
-    so sent, when its bundle ends.
-    """
-    from apache_beam.runners.portability.fn_api_runner import worker_handlers
-
-    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
-
-
 def prepare_process(options: PipelineOptions) -> None:
     """Settings this process needs when it runs the job (local runners) or is its worker.
 
-    Beam's Python runner flushes its data channels by size only (``without_timed_flushes``:
-    its timed flush loses data under load). That runner runs local jobs, and jobs sent to an
+    Beam's Python runner flushes its data channels by size only (its timed flush loses data
+    under load) and sends its workers their input in messages of ~10 MB (not a bundle's whole
+    input as one): ``pipelines.local_runner``. That runner runs local jobs, and jobs sent to an
     embedded job service (``--runner=PortableRunner --job_endpoint=embed``); other runners
-    never read the setting. In-process, the runner moves every shuffle as one large buffer:
+    never read the settings. In-process, the runner moves every shuffle as one large buffer:
     freed memory is kept for reuse instead of being returned to the kernel and faulted in
     again (``transforms.worker.hold_freed_memory``; ~10% less CPU for the dedup stage, peak
     +5-13%). ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults.
     """
     without_timed_flushes()
+    bounded_input_messages()
     if runs_in_process(options) and not keeps_malloc_defaults():
         hold_freed_memory()
 
