@@ -10,9 +10,11 @@ never read them. ``bench/results/dedup.md`` (twelfth and thirteenth passes) has 
 
 from __future__ import annotations
 
+import logging
 import threading
 
 INPUT_CHUNK_BYTES = 8 << 20  # Beam's data channels flush at 10 MB
+_LOGGER = logging.getLogger(__name__)
 
 
 def without_timed_flushes() -> None:
@@ -66,10 +68,14 @@ def bounded_input_messages() -> None:
         data_out = channel.output_stream(process_bundle_id, read_transform_id)
 
         def send() -> None:
-            for byte_stream in byte_streams or []:
-                data_out.write(byte_stream)
-                data_out.maybe_flush()
-            data_out.close()
+            try:
+                for byte_stream in byte_streams or []:
+                    data_out.write(byte_stream)
+                    data_out.maybe_flush()
+                data_out.close()
+            except BaseException:  # the worker waits for the rest: say why it never comes
+                _LOGGER.exception("sending %s's input to a worker failed", process_bundle_id)
+                raise
 
         if isinstance(channel, data_plane._GrpcDataChannel):
             # The runner sends a bundle's input before it asks the worker to start the

@@ -80,18 +80,19 @@ def _encode_one(windowed_value) -> list[bytes]:
     return [stream.get()]
 
 
-def test_worker_processes_get_every_element_of_shares_sent_in_many_messages(monkeypatch):
-    """Two worker processes; each worker's share of the grouped stages (~19 MB) goes out in
+@pytest.mark.parametrize("mode", ["multi_processing", "multi_threading"])
+def test_workers_get_every_element_of_shares_sent_in_many_messages(mode, monkeypatch):
+    """Two workers (processes or threads); each worker's share of the grouped stages (~19 MB) goes out in
     64 KB pieces, so in several messages: the runner's stream flushes once past 10 MB."""
     monkeypatch.setattr(local_runner, "INPUT_CHUNK_BYTES", 64 << 10)
-    flushed = []  # in this process, the runner's: its sends to the workers
+    flushed = []  # in this process: the runner's sends to the workers (and threads' outputs)
     flush = data_plane.SizeBasedBufferingClosableOutputStream.flush
     monkeypatch.setattr(
         data_plane.SizeBasedBufferingClosableOutputStream,
         "flush",
         lambda stream: (flushed.append(stream.size()), flush(stream)),
     )
-    options = pipeline_options(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    options = pipeline_options(["--direct_num_workers=2", f"--direct_running_mode={mode}"])
     prepare_process(options)
     keys, per_key = 2_000, 3
     expected = [(f"k{key}", sum(len(_value(key, j)) for j in range(per_key))) for key in range(keys)]
