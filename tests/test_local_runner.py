@@ -63,7 +63,7 @@ def test_pieces_are_beams_share_cut_between_elements(windowing):
     for share, whole in zip(pieces, beams):
         assert len(share) > 5
         assert b"".join(share) == b"".join(whole)  # the same bytes, in the same order
-        largest = max(len(b"".join(_encode_one(v))) for piece in share for v in _decode(piece))
+        largest = max(_encoded_size(v) for piece in share for v in _decode(piece))
         for piece in share[:-1]:
             assert chunk <= len(piece) < chunk + largest
         decoded = [v for piece in share for v in _decode(piece)]  # each piece on its own
@@ -72,18 +72,18 @@ def test_pieces_are_beams_share_cut_between_elements(windowing):
     assert sorted(keys) == sorted(f"k{key}" for key in range(300))
 
 
-def _encode_one(windowed_value) -> list[bytes]:
+def _encoded_size(windowed_value) -> int:
     stream = create_OutputStream()
     coders.WindowedValueCoder(GROUPED, GlobalWindowCoder()).get_impl().encode_to_stream(
         windowed_value, stream, True
     )
-    return [stream.get()]
+    return stream.size()
 
 
 @pytest.mark.parametrize("mode", ["multi_processing", "multi_threading"])
 def test_workers_get_every_element_of_shares_sent_in_many_messages(mode, monkeypatch):
-    """Two workers (processes or threads); each worker's share of the grouped stages (~19 MB) goes out in
-    64 KB pieces, so in several messages: the runner's stream flushes once past 10 MB."""
+    """Two workers (processes or threads); each worker's share of the grouped stages (~19 MB)
+    goes out in 64 KB pieces, so in several messages: the runner flushes once past 10 MB."""
     monkeypatch.setattr(local_runner, "INPUT_CHUNK_BYTES", 64 << 10)
     flushed = []  # in this process: the runner's sends to the workers (and threads' outputs)
     flush = data_plane.SizeBasedBufferingClosableOutputStream.flush
@@ -95,7 +95,9 @@ def test_workers_get_every_element_of_shares_sent_in_many_messages(mode, monkeyp
     options = pipeline_options(["--direct_num_workers=2", f"--direct_running_mode={mode}"])
     prepare_process(options)
     keys, per_key = 2_000, 3
-    expected = [(f"k{key}", sum(len(_value(key, j)) for j in range(per_key))) for key in range(keys)]
+    expected = [
+        (f"k{key}", sum(len(_value(key, j)) for j in range(per_key))) for key in range(keys)
+    ]
     with beam.Pipeline(options=options) as pipeline:
         sized = (
             pipeline
