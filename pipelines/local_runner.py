@@ -57,10 +57,9 @@ def bounded_input_messages() -> None:
     whole_partition = execution.GroupingBuffer.partition
 
     def partition_in_pieces(buffer, n: int) -> list[list[bytes]]:
-        if buffer._grouped_output:
-            return whole_partition(buffer, n)
-        buffer._grouped_output = _encode_in_pieces(buffer, n, INPUT_CHUNK_BYTES)
-        buffer._table.clear()
+        if not buffer._grouped_output:  # partitioned once, as Beam does
+            buffer._grouped_output = _encode_in_pieces(buffer, n, INPUT_CHUNK_BYTES)
+            buffer._table.clear()
         return buffer._grouped_output
 
     def send_in_pieces(manager, process_bundle_id, read_transform_id, byte_streams) -> None:
@@ -85,17 +84,9 @@ def bounded_input_messages() -> None:
         else:
             send()  # in-process: the worker reads what was appended when it starts
 
-    partition_in_pieces.whole_partition = whole_partition
+    partition_in_pieces.whole_partition = whole_partition  # Beam's, for the tests to compare
     execution.GroupingBuffer.partition = partition_in_pieces
     fn_runner.BundleManager._send_input_to_worker = send_in_pieces
-
-
-def beams_partition(buffer, n: int) -> list[list[bytes]]:
-    """Beam's own ``GroupingBuffer.partition`` (each share one byte string), patched or not."""
-    from apache_beam.runners.portability.fn_api_runner import execution
-
-    partition = execution.GroupingBuffer.partition
-    return getattr(partition, "whole_partition", partition)(buffer, n)
 
 
 def _encode_in_pieces(buffer, n: int, chunk_bytes: int) -> list[list[bytes]]:
