@@ -147,9 +147,11 @@ def bound_data_plane_queues(max_bytes: int = DATA_PLANE_QUEUE_BYTES) -> None:
     had 90-170 MB waiting there at 1M records. Beam has no option for it, and a worker may
     have made its channel (at its first bundle, maybe of another stage) before any dedup
     DoFn's ``setup``, with its queues' bounds fixed. So a sender now waits while more than
-    ``max_bytes`` wait to be sent (one message always passes: Beam flushes them at 10 MB),
-    and input queues made from now on take ``max_bytes``. The DoFn then waits for the
-    runner, as it already did at 100 MB.
+    ``max_bytes`` wait to be sent, and input queues made from now on take ``max_bytes``. The
+    DoFn then waits for the runner, as it already did at 100 MB. Each sending thread may add
+    one message (Beam flushes them at 10 MB) past that check, and Beam's forwarding thread
+    holds one more, unseen, between its two send queues: up to ``max_bytes`` plus two
+    messages for one sender.
     """
     from apache_beam.runners.worker import data_plane
 
