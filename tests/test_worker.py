@@ -95,6 +95,35 @@ def test_freed_gaps_in_the_heap_are_returned_to_the_kernel():
     assert int(_python(_TRIM_PROGRAM, "trim")) > 150
 
 
+_ARENA_TOP_PROGRAM = """
+import sys, threading
+from transforms import worker
+if sys.argv[1] == "trim":
+    assert worker.return_freed_memory(3600)  # the trimming thread's rounds: not in this test
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+large = b"x" * (30 << 20)  # glibc's own mmap; freeing it lifts its thresholds (trim: 60 MB)
+del large
+def bundle():  # a thread of its own: its allocations come from a thread arena
+    before = rss_mb()
+    message = b"x" * (24 << 20)  # under the mmap threshold: from the arena's free end, touched
+    del message  # back to the arena's free end
+    print(rss_mb() - before)  # what the arena kept
+thread = threading.Thread(target=bundle)
+thread.start()
+thread.join()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_a_threads_arena_returns_its_free_end_when_freed():
+    # 24 MB freed at the end of a thread's arena: under the raised trim threshold glibc keeps
+    # it resident until the next malloc_trim; with the threshold fixed at 16 MB it goes at once
+    assert int(_python(_ARENA_TOP_PROGRAM, "defaults")) > 20
+    assert int(_python(_ARENA_TOP_PROGRAM, "trim")) < 5
+
+
 _SETUP_PROGRAM = """
 import sys, threading
 from transforms import worker

@@ -15,7 +15,8 @@ work they manage, or memory that grows with the input (``bench/results/dedup.md`
   receives its input as byte buffers of many sizes. Once glibc's adaptive mmap threshold has
   risen (to up to 32 MB), they come from the heap too, and the free gaps they leave between
   live objects stay resident: a worker grows with a bundle's input even when its DoFn keeps
-  nothing. ``return_freed_memory`` hands those pages back every second.
+  nothing. ``return_freed_memory`` hands those pages back every second, and what is freed
+  at the end of a heap at once beyond 16 MB.
 * Beam's data plane lets a worker queue up to 100 MB of output in each of two send queues
   while the runner is slower to take it: on Flink at 1M records, 90-170 MB sat in them in the
   busiest workers. ``bound_data_plane_queues`` caps them at 16 MB.
@@ -53,10 +54,13 @@ import apache_beam as beam
 
 # mallopt(3) parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
 _LARGEST_INT = 2**31 - 1
 MALLOC_DEFAULTS_ENV = "INSTRUCTMIX_MALLOC_DEFAULTS"
 TRIM_EVERY_SECONDS = 1.0
+ARENA_TOP_KEPT_BYTES = 16 << 20  # free at a heap's end, kept (glibc: up to 64 MB)
+MMAP_THRESHOLD_BYTES = 32 << 20  # where glibc's adaptive mmap threshold stops rising (64-bit)
 DATA_PLANE_QUEUE_BYTES = 16 << 20  # Beam's default: 100 MB per queue
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"  # glibc >= 2.35; others ignore GLIBC_TUNABLES
 
@@ -117,18 +121,27 @@ def hold_freed_memory() -> bool:
 
 def return_freed_memory(every_seconds: float = TRIM_EVERY_SECONDS) -> bool:
     """glibc only: a daemon thread returns the free pages of every heap to the kernel
-    (``malloc_trim(0)``) every ``every_seconds``.
+    (``malloc_trim(0)``) every ``every_seconds``, and memory freed at the end of a heap goes
+    back at once beyond ``ARENA_TOP_KEPT_BYTES``.
 
-    Measured on Flink at 1M records: the largest worker 11-19% smaller at the same CPU (with
-    the FnApiRunner's worker processes at 100k: within 1-5%). A fixed mmap threshold cut more
-    (-24%, one run) but cost 16-29% more Python CPU: every large buffer is faulted in again.
-    Here pages go back once a second, not per allocation. Returns False where there is no
-    glibc ``malloc_trim`` (nothing starts).
+    Measured on Flink at 1M records: the thread made the largest worker 11-19% smaller at the
+    same CPU. Between its rounds, glibc keeps what is freed at the end of each heap up to its
+    trim threshold, which rises with its adaptive mmap threshold to 64 MB; a worker that runs
+    many bundles at once (Flink opens ~30) allocates from up to 8 heaps (arenas) per core.
+    Both thresholds are therefore fixed: the trim threshold at ``ARENA_TOP_KEPT_BYTES``, the
+    mmap threshold where glibc's adaptation stops, so that large buffers still come from the
+    heap (a fixed low one cost 16-29% more Python CPU: every buffer faulted in again). On
+    Flink at 1M the median of the largest worker went 843 -> 743 MB, of the second largest
+    822 -> 648 MB; a 4 MB threshold did as much (743 / 633 MB) for 4-8% more Python CPU.
+    Returns False where there is no glibc ``malloc_trim`` (nothing changes).
     """
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        libc = ctypes.CDLL(None)
+        trim, mallopt = libc.malloc_trim, libc.mallopt
     except (OSError, AttributeError):
         return False
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    mallopt(_M_TRIM_THRESHOLD, ARENA_TOP_KEPT_BYTES)
 
     def trim_forever():
         while True:
