@@ -131,8 +131,8 @@ def return_freed_memory(every_seconds: float = TRIM_EVERY_SECONDS) -> bool:
     Both thresholds are therefore fixed: the trim threshold at ``ARENA_TOP_KEPT_BYTES``, the
     mmap threshold where glibc's adaptation stops, so that large buffers still come from the
     heap (a fixed low one cost 16-29% more Python CPU: every buffer faulted in again). On
-    Flink at 1M the median of the largest worker went 848 -> 743 MB, of the second largest
-    822 -> 648 MB; a 4 MB threshold did as much (743 / 634 MB) for 4-8% more Python CPU.
+    Flink at 1M the median of the largest worker went 843 -> 718 MB, of the second largest
+    814 -> 648 MB; a 4 MB threshold did about as much (743 / 634 MB) for 4-8% more CPU.
     Returns False where there is no glibc ``malloc_trim`` (nothing changes).
     """
     try:
