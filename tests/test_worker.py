@@ -69,14 +69,17 @@ def test_freed_memory_is_kept_for_in_process_runs_only():
     assert _page_faults("prepare", "--runner=PortableRunner") > defaults // 2
 
 
+_RSS_MB = """def rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+"""
+
 _TRIM_PROGRAM = """
 import sys, time
 from transforms import worker
 if sys.argv[1] == "trim":
     assert worker.return_freed_memory(0.05)
-def rss_mb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+{rss_mb}
 gaps, live = [], []
 for _ in range(2000):
     gaps.append(b"x" * 100_000)  # under glibc's 128 KB mmap threshold: from the heap
@@ -85,7 +88,7 @@ before = rss_mb()
 del gaps
 time.sleep(0.5)
 print(before - rss_mb())
-"""
+""".replace("{rss_mb}", _RSS_MB)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
@@ -100,9 +103,7 @@ import sys, threading
 from transforms import worker
 if sys.argv[1] == "trim":
     assert worker.return_freed_memory(3600)  # the trimming thread's rounds: not in this test
-def rss_mb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+{rss_mb}
 large = b"x" * (30 << 20)  # glibc's own mmap; freeing it lifts its thresholds (trim: 60 MB)
 del large
 def bundle():  # a thread of its own: its allocations come from a thread arena
@@ -113,7 +114,7 @@ def bundle():  # a thread of its own: its allocations come from a thread arena
 thread = threading.Thread(target=bundle)
 thread.start()
 thread.join()
-"""
+""".replace("{rss_mb}", _RSS_MB)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
