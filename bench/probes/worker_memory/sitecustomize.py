@@ -7,9 +7,17 @@ Every process whose command line names ``sdk_worker`` (the FnApiRunner's worker 
 the workers a Flink worker pool starts) appends to ``$INSTRUCTMIX_MEMORY_PROBE/<pid>.log``:
 its RSS; glibc's ``mallinfo2`` (bytes in use, free, in mmapped chunks); Python's allocator
 (arenas, bytes in blocks); resident memory by kind of mapping (``/proc/self/smaps``); bytes
-waiting in Beam's data-plane queues; and the stage of the bundle last started, plus a START and
-END line (with RSS) around every bundle. ``bench/results/dedup.md`` (thirteenth pass) reads it.
-Costs a ``gc.get_objects()`` walk per sample; not for timing runs.
+waiting in Beam's data-plane queues; and the stages of the bundles in flight (``stages=``, the
+latest first), plus a START and END line (with RSS) around every bundle.
+``bench/results/dedup.md`` (thirteenth and fifteenth passes) reads it. Costs a
+``gc.get_objects()`` walk per sample; not for timing runs. Optional settings:
+
+* ``INSTRUCTMIX_MEMORY_PROBE_EVERY``: seconds between samples (default 2).
+* ``INSTRUCTMIX_MEMORY_PROBE_TRACE=N`` with ``INSTRUCTMIX_MEMORY_PROBE_TRACE_STAGE=TEXT``: from
+  the first bundle whose stage name contains TEXT, trace Python's allocations (``tracemalloc``,
+  N frames; it slows the worker several times) and log the largest live allocation sites,
+  oldest frame first, at each new high of traced memory (by 50 MB). Memory allocated outside
+  Python's allocator (gRPC's core, protobuf's parser) is not traced.
 """
 
 import os
@@ -118,18 +126,41 @@ def _install(log_dir: str) -> None:
     mallinfo2.restype = MallInfo2
     # open for the process's life, line-buffered
     log = open(os.path.join(log_dir, f"{os.getpid()}.log"), "a", buffering=1)  # noqa: SIM115
-    stage = ["-"]
+    every = float(os.environ.get("INSTRUCTMIX_MEMORY_PROBE_EVERY", "2"))
+    in_flight: dict[str, str] = {}  # instruction id -> stage, in start order
+    frames = int(os.environ.get("INSTRUCTMIX_MEMORY_PROBE_TRACE", "0"))
+    traced_stage = os.environ.get("INSTRUCTMIX_MEMORY_PROBE_TRACE_STAGE", "")
+    if frames:
+        import tracemalloc
+    dumped = [0]
+
+    def dump_top_allocations() -> None:
+        """At each new high of traced memory (by 50 MB), the largest live allocation sites."""
+        traced = tracemalloc.get_traced_memory()[0]
+        if traced < dumped[0] + (50 << 20):
+            return
+        dumped[0] = traced
+        stats = tracemalloc.take_snapshot().statistics("traceback")
+        log.write(f"TRACED traced_mb={traced >> 20}\n")
+        for stat in stats[:12]:
+            where = " -> ".join(
+                f"{os.path.basename(f.filename)}:{f.lineno}" for f in stat.traceback
+            )
+            log.write(f"  {stat.size >> 20} MB {stat.count} blocks {where}\n")
 
     def sample_forever() -> None:
         start = time.time()
         while True:
-            time.sleep(2)
+            time.sleep(every)
+            if frames and tracemalloc.is_tracing():
+                dump_top_allocations()
             info = mallinfo2()
             log.write(
                 f"{time.time() - start:7.1f} rss_mb={_rss_mb()} "
                 f"glibc_used_mb={info.uordblks >> 20} glibc_free_mb={info.fordblks >> 20} "
                 f"glibc_mmapped_mb={info.hblkhd >> 20} {_python_allocator()} "
-                f"{_resident_by_mapping()} {_data_plane_queues()} stage={stage[0]}\n"
+                f"{_resident_by_mapping()} {_data_plane_queues()} "
+                f"stages={','.join(reversed(list(in_flight.values()))) or '-'}\n"
             )
 
     from apache_beam.runners.worker import bundle_processor
@@ -139,11 +170,14 @@ def _install(log_dir: str) -> None:
     def logged_process_bundle(processor, instruction_id, *args, **kwargs):
         names = [getattr(op.name_context, "step_name", "?") for op in processor.ops.values()]
         name = "|".join(n for n in names if not n.startswith("ref_"))[:120]
-        stage[0] = name
+        in_flight[instruction_id] = name
+        if frames and traced_stage in name and not tracemalloc.is_tracing():
+            tracemalloc.start(frames)  # slows the worker several times: one stage only
         log.write(f"START rss_mb={_rss_mb()} {instruction_id} {name}\n")
         try:
             return process_bundle(processor, instruction_id, *args, **kwargs)
         finally:
+            in_flight.pop(instruction_id, None)
             log.write(f"END rss_mb={_rss_mb()} {instruction_id} {name}\n")
 
     bundle_processor.BundleProcessor.process_bundle = logged_process_bundle
