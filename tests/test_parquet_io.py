@@ -1,6 +1,7 @@
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import IN_PROCESS, MULTI_PROCESS
@@ -37,3 +38,25 @@ def test_schema_is_declared_not_inferred(tmp_path):
     _write(rows, tmp_path / "out", IN_PROCESS)
     table = ds.dataset(tmp_path / "out", format="parquet").to_table()
     assert table.schema == SCHEMA and table.num_rows == 4
+
+
+def test_a_bundle_buffers_at_most_rows_per_file_rows_across_partitions(tmp_path):
+    # On Flink's batch mode a bundle is a whole partition of the stage's input: 40 partitions
+    # of 60 rows each would otherwise all wait for the bundle's end (2,400 rows held).
+    from transforms.parquet_io import _HivePartition, _WriteBundleFiles
+
+    write = _WriteBundleFiles(str(tmp_path), SCHEMA, _HivePartition("lang"), rows_per_file=100)
+    rows = [{"id": str(i), "lang": f"l{i % 40}", "n": i} for i in range(2400)]
+    write.start_bundle()
+    files, most_held = [], 0
+    for row in rows:
+        files += list(write.process(row))
+        most_held = max(most_held, sum(len(b) for b in write._buffers.values()))
+    files += [w.value for w in write.finish_bundle()]
+    assert most_held == 99  # the 100th row buffered writes the largest partition's file
+    written = [r for _, path in files for r in pq.read_table(path).to_pylist()]
+    assert sorted(r["n"] for r in written) == list(range(2400))
+    for partition, path in files:
+        assert {r["lang"] for r in pq.read_table(path).to_pylist()} == {
+            partition.removeprefix("lang=")
+        }

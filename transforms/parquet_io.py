@@ -5,7 +5,8 @@ the second cannot create ``lang=xx/`` sub-directories on the local filesystem. T
 the usual two-phase commit: every bundle writes its rows to uniquely named temporary files (a
 retried bundle writes new ones, and only files of committed bundles reach the next step), then a
 single commit step, fed the temp paths as a side input, renames them into place and removes the
-temporary directory. No worker ever holds more than one bundle's rows per partition.
+temporary directory. A bundle holds at most ``rows_per_file`` rows at once, whatever the number
+of partitions: on Flink's batch mode a bundle is a whole partition of the stage's input.
 
     rows | WriteParquet(path=f"{out}/corpus", schema=CORPUS_SCHEMA, partition_by="lang")
     rows | WriteParquet(path=f"{out}/mixture", schema=..., partition_by=("split", "lang"))
@@ -51,7 +52,12 @@ def write_table(path: str, rows: list[dict], schema: pa.Schema) -> None:
 
 
 class _WriteBundleFiles(beam.DoFn):
-    """Buffers rows per partition within a bundle; emits (partition, temp_path) per file."""
+    """Buffers rows per partition within a bundle; emits (partition, temp_path) per file.
+
+    At ``rows_per_file`` rows buffered in all, the largest partition's rows go to a file: a
+    partition that never reaches the size alone (a rare language) cannot keep its rows until
+    the bundle ends, so memory stays bounded when there are many partitions.
+    """
 
     def __init__(self, temp_dir: str, schema: pa.Schema, partition_fn, rows_per_file: int):
         self._temp_dir = temp_dir
@@ -61,19 +67,21 @@ class _WriteBundleFiles(beam.DoFn):
 
     def start_bundle(self):
         self._buffers: dict[str, list[dict]] = {}
+        self._buffered = 0
 
     def _flush(self, partition: str) -> tuple[str, str]:
         rows = self._buffers.pop(partition)
+        self._buffered -= len(rows)
         temp_path = join(self._temp_dir, f"{uuid.uuid4().hex}.parquet")
         write_table(temp_path, rows, self._schema)
         return partition, temp_path
 
     def process(self, row: dict):
         partition = self._partition_fn(row) if self._partition_fn else ""
-        buffer = self._buffers.setdefault(partition, [])
-        buffer.append(row)
-        if len(buffer) >= self._rows_per_file:
-            yield self._flush(partition)
+        self._buffers.setdefault(partition, []).append(row)
+        self._buffered += 1
+        if self._buffered >= self._rows_per_file:
+            yield self._flush(max(self._buffers, key=lambda p: len(self._buffers[p])))
 
     def finish_bundle(self):
         for partition in list(self._buffers):
