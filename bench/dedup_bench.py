@@ -109,6 +109,7 @@ class RssSampler(threading.Thread):
             return "bench process (runner / submitter)"
         for key, label in (
             ("sdk_worker_main", "python SDK worker"),
+            ("instructmix-sdk-worker", "python SDK worker"),  # a worker pool's (Flink)
             ("worker_pool_main", "python worker pool"),
             ("java", "Flink job server JVM"),
             ("apache_beam", "python SDK worker"),
@@ -473,9 +474,8 @@ def _memory(row: dict, procs: list[dict]) -> dict:
 
 def part_pipeline(n: int, workers: int, overrides: str, read_only: bool = False) -> list[dict]:
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.options import prepare_process
+    from pipelines.options import pipeline_options, prepare_process
 
     corpus, _ = planted.write(n)
     config, label = _config(overrides)
@@ -484,8 +484,8 @@ def part_pipeline(n: int, workers: int, overrides: str, read_only: bool = False)
     args = ["--runner=FnApiRunner"]
     if workers > 1:
         args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
-    options = PipelineOptions(args)
-    prepare_process(options)  # as `instructmix run` does (in-process: freed memory is kept)
+    options = pipeline_options(args)  # as `instructmix run` makes them, and prepares:
+    prepare_process(options)  # in-process, freed memory is kept
     sampler = RssSampler()
     sampler.start()
     t0, c0 = time.perf_counter(), _cpu()
@@ -512,9 +512,9 @@ def part_pipeline(n: int, workers: int, overrides: str, read_only: bool = False)
 def part_flink(n: int, overrides: str, extra_args: str = "", parallelism: int = 2) -> list[dict]:
     """The pipeline on Flink with EXTERNAL Python workers (separate processes to measure)."""
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from bench import dofn_probe
+    from pipelines.options import pipeline_options
     from tests.flink_support import flink_job_server, flink_pipeline_args, flink_worker_pool
 
     dofn_probe.install()  # per-call memory of every DoFn, if INSTRUCTMIX_DOFN_PROBE is set
@@ -529,7 +529,7 @@ def part_flink(n: int, overrides: str, extra_args: str = "", parallelism: int = 
         args = flink_pipeline_args(endpoint, "EXTERNAL", worker_pool=pool, parallelism=parallelism)
         args += extra_args.split()
         t0 = time.perf_counter()
-        with beam.Pipeline(options=PipelineOptions(args)) as p:
+        with beam.Pipeline(options=pipeline_options(args)) as p:
             _build(p, corpus, out_dir, config, read_only=False)
         wall = time.perf_counter() - t0
         sampler.sample(True)

@@ -14,22 +14,28 @@ from apache_beam.options.pipeline_options import (
     DirectOptions,
     PipelineOptions,
     PortableOptions,
+    SetupOptions,
     StandardOptions,
 )
 
 from pipelines.local_runner import bounded_input_messages, without_timed_flushes
-from transforms.worker import hold_freed_memory, keeps_malloc_defaults
+from transforms.worker import fix_receive_window, hold_freed_memory, keeps_malloc_defaults
 
 DEFAULT_RUNNER = "FnApiRunner"
+WORKER_START = "pipelines.worker_start"  # imported first by each worker (--beam_plugins)
 _DIRECT_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner")
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
-    """Options from Beam arguments, with the quiet offline default runner."""
+    """Options from Beam arguments, with the quiet offline default runner, and
+    ``WORKER_START`` among the modules each worker imports first."""
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = DEFAULT_RUNNER
+    setup = options.view_as(SetupOptions)
+    if WORKER_START not in (setup.beam_plugins or []):
+        setup.beam_plugins = [*(setup.beam_plugins or []), WORKER_START]
     return options
 
 
@@ -70,10 +76,13 @@ def prepare_process(options: PipelineOptions) -> None:
     never read the settings. In-process, the runner moves every shuffle as one large buffer:
     freed memory is kept for reuse instead of being returned to the kernel and faulted in
     again (``transforms.worker.hold_freed_memory``; ~10% less CPU for the dedup stage, peak
-    +5-13%). ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults.
+    +5-13%). ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults. Workers that run in
+    this process (``--environment_type=LOOPBACK``) keep gRPC's initial receive window, as
+    workers elsewhere do (``pipelines.worker_start``).
     """
     without_timed_flushes()
     bounded_input_messages()
+    fix_receive_window()
     if runs_in_process(options) and not keeps_malloc_defaults():
         hold_freed_memory()
 

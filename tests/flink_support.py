@@ -181,9 +181,11 @@ def flink_worker_pool(
 ) -> Iterator[str]:
     """Start a Python SDK worker pool (for --environment_type=EXTERNAL); yield "localhost:PORT".
 
-    The pool starts each SDK worker as `python -c ...` found on PATH, so this interpreter's
-    directory goes first on PATH, and this process's sys.path becomes the workers' PYTHONPATH:
-    the workers import the same code (pipelines, transforms, test modules) as the submitter.
+    The pool starts each SDK worker as `instructmix-sdk-worker` (`pipelines.sdk_worker`, as a
+    deployment would: Beam's default `python -c ...` skips `pipelines.worker_start`) found on
+    PATH, so this interpreter's directory goes first on PATH, and this process's sys.path
+    becomes the workers' PYTHONPATH: the workers import the same code (pipelines, transforms,
+    test modules) as the submitter.
     """
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="instructmix-workers-"))
@@ -199,6 +201,7 @@ def flink_worker_pool(
                     "-m",
                     "apache_beam.runners.worker.worker_pool_main",
                     f"--service_port={port}",
+                    f"--container_executable={_sdk_worker_executable(env['PATH'])}",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -214,6 +217,15 @@ def flink_worker_pool(
             _stop_group(proc, grace=5.0)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _sdk_worker_executable(path: str) -> str:
+    found = shutil.which("instructmix-sdk-worker", path=path)
+    if not found:
+        raise RuntimeError(
+            "instructmix-sdk-worker is not on PATH: install the project (pip install -e .)"
+        )
+    return found
 
 
 def flink_pipeline_args(

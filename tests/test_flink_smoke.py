@@ -109,3 +109,28 @@ def test_external_worker_pool(flink_endpoint, tmp_path):
         args = flink_pipeline_args(flink_endpoint, "EXTERNAL", worker_pool=pool)
         rows = run_and_read(args, tmp_path)
     assert sorted(rows) == sorted(expected())
+
+
+def receive_window_fixed(_) -> bool:
+    from apache_beam.runners.worker.channel_factory import GRPCChannelFactory
+
+    from transforms.worker import NO_WINDOW_GROWTH
+
+    return NO_WINDOW_GROWTH in GRPCChannelFactory.DEFAULT_OPTIONS
+
+
+def test_pool_workers_start_with_the_initial_receive_window(flink_endpoint, tmp_path):
+    # the pool starts instructmix-sdk-worker, which imports pipelines.worker_start first
+    prefix = str(tmp_path / "window")
+    with flink_worker_pool() as pool:
+        args = flink_pipeline_args(flink_endpoint, "EXTERNAL", worker_pool=pool)
+        with beam.Pipeline(options=PipelineOptions(args)) as p:
+            (
+                p
+                | beam.Create(range(8))
+                | beam.Map(receive_window_fixed)
+                | beam.Map(str)
+                | beam.io.WriteToText(prefix)
+            )
+    seen = [line for f in glob.glob(prefix + "*") for line in Path(f).read_text().splitlines()]
+    assert len(seen) == 8 and set(seen) == {"True"}, seen

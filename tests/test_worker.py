@@ -190,6 +190,30 @@ def test_a_separate_workers_data_plane_queues_are_bounded(mode):
     assert (most_mb <= bound_mb) == (mode == "bounded"), most_mb
 
 
+_WINDOW_PROGRAM = """
+import sys
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from pipelines.options import pipeline_options
+
+def window_fixed(_):  # pickled by value: defined in __main__; runs in a worker process
+    from apache_beam.runners.worker.channel_factory import GRPCChannelFactory
+    from transforms.worker import NO_WINDOW_GROWTH
+    return NO_WINDOW_GROWTH in GRPCChannelFactory.DEFAULT_OPTIONS  # what its channels got
+
+options = pipeline_options if sys.argv[1] == "instructmix" else PipelineOptions
+with beam.Pipeline(options=options(sys.argv[2:])) as p:
+    p | beam.Create(range(8)) | beam.Reshuffle() | beam.Map(window_fixed) | beam.Map(print)
+"""
+
+
+@pytest.mark.parametrize("options, fixed", [("instructmix", "True"), ("beam", "False")])
+def test_worker_processes_open_their_channels_with_the_initial_receive_window(options, fixed):
+    # pipeline_options names pipelines.worker_start in --beam_plugins: imported at worker start
+    seen = _python(_WINDOW_PROGRAM, options, *MULTI_PROCESS).split()
+    assert len(seen) == 8 and set(seen) == {fixed}, seen
+
+
 _FINISHED_BUNDLES_PROGRAM = """
 import ctypes, sys
 import apache_beam as beam

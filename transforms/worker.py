@@ -1,7 +1,7 @@
 """Process-wide settings of a Beam worker for the dedup's allocation pattern.
 
 The dedup's DoFns unpickle and build millions of small objects per shard, and the runner moves
-its shuffles as large byte buffers. Six process-wide defaults then cost more CPU than the
+its shuffles as large byte buffers. Seven process-wide defaults then cost more CPU than the
 work they manage, or memory that grows with the input (``bench/results/dedup.md``):
 
 * CPython's cyclic collector walks every object the worker holds at each full collection, and
@@ -25,6 +25,11 @@ work they manage, or memory that grows with the input (``bench/results/dedup.md`
   ~10 MB and more). On Flink one worker runs the ~25 stages of the connected-components
   rounds, so at 1M records ~200 MB sat in finished bundles' buffers.
   ``release_output_buffers`` drops each stream when its bundle closes it.
+* gRPC widens a stream's receive window as it measures the link, and the window is what the
+  runner may send before the worker reads it. A Flink worker's data stream lasts the job,
+  and a shuffle's group arrives as one message (~28 MB for a shard of 20,000 records), so
+  gRPC's core came to hold two or three unread groups: more, the longer the stream ran.
+  ``fix_receive_window`` keeps the window at gRPC's initial size (at worker start).
 
 * The kernel backs memory with 4 KB pages, each faulted in at first touch: 0.4M faults and
   3.8 s of system CPU for a 100k-record dedup in one process, and 3.5M faults (16 of 43
@@ -34,7 +39,9 @@ work they manage, or memory that grows with the input (``bench/results/dedup.md`
 
 Every dedup DoFn derives from ``FrozenHeapDoFn``, so a worker bounds its data plane, lets
 finished bundles' output buffers go, freezes, and (unless it is the in-process runner's
-worker) starts returning freed memory, before it runs any of them.
+worker) starts returning freed memory, before it runs any of them. gRPC's receive window is
+set before the worker's first channel opens, earlier than any ``setup``:
+``pipelines.worker_start``.
 ``hold_freed_memory`` is for in-process runs only (``pipelines.options``): on Flink it
 saved no CPU, and a worker that hosts several stages kept their memory (largest worker 772 ->
 1,120 MB at 250k records). ``INSTRUCTMIX_MALLOC_DEFAULTS=1`` keeps glibc's defaults everywhere.
@@ -62,6 +69,7 @@ TRIM_EVERY_SECONDS = 1.0
 ARENA_TOP_KEPT_BYTES = 16 << 20  # free at a heap's end, kept (glibc: up to 64 MB)
 MMAP_THRESHOLD_BYTES = 32 << 20  # where glibc's adaptive mmap threshold stops rising (64-bit)
 DATA_PLANE_QUEUE_BYTES = 16 << 20  # Beam's default: 100 MB per queue
+NO_WINDOW_GROWTH = ("grpc.http2.bdp_probe", 0)  # gRPC channel argument: no BDP probing
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"  # glibc >= 2.35; others ignore GLIBC_TUNABLES
 
 
@@ -203,6 +211,26 @@ def release_output_buffers() -> None:
 
     finish_and_release.releases_stream = True
     operation_class.finish = finish_and_release
+
+
+def fix_receive_window() -> None:
+    """Beam's gRPC channels opened from now on in this process keep gRPC's initial receive
+    window (``NO_WINDOW_GROWTH``: no bandwidth-delay probing).
+
+    With probing, gRPC grows a stream's window while the stream runs, and the runner may
+    send that much ahead of what the worker has read. On Flink at 1M records, heaptrack
+    found 64-85 MB held in gRPC's core at the peak of the ``Decide`` workers (42 MB at 100k):
+    two or three ~28 MB groups waiting; without probing, 29-31 MB: the message being received.
+    A message larger than the window still passes (gRPC widens the window for the message a
+    reader waits for), so the 28 MB groups flow as before. Channels opened earlier keep
+    Beam's options, so a worker calls it before it connects (``pipelines.worker_start``).
+    Calling it again changes nothing.
+    """
+    from apache_beam.runners.worker.channel_factory import GRPCChannelFactory
+
+    if NO_WINDOW_GROWTH not in GRPCChannelFactory.DEFAULT_OPTIONS:
+        options = GRPCChannelFactory.DEFAULT_OPTIONS
+        GRPCChannelFactory.DEFAULT_OPTIONS = [*options, NO_WINDOW_GROWTH]
 
 
 def huge_page_heap_env(env: Mapping[str, str]) -> dict[str, str] | None:

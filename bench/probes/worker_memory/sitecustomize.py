@@ -3,8 +3,9 @@
     INSTRUCTMIX_MEMORY_PROBE=/tmp/memlogs PYTHONPATH=bench/probes/worker_memory \
         python -m bench.dedup_bench --n 1000000 --only pipeline --workers 2   # or --only flink
 
-Every process whose command line names ``sdk_worker`` (the FnApiRunner's worker processes,
-the workers a Flink worker pool starts) appends to ``$INSTRUCTMIX_MEMORY_PROBE/<pid>.log``:
+Every process whose command line names ``sdk_worker`` or ``instructmix-sdk-worker`` (the
+FnApiRunner's worker processes, the workers a Flink worker pool starts) appends to
+``$INSTRUCTMIX_MEMORY_PROBE/<pid>.log``:
 its RSS; glibc's ``mallinfo2`` (bytes in use, free, in mmapped chunks); Python's allocator
 (arenas, bytes in blocks); resident memory by kind of mapping (``/proc/self/smaps``); bytes
 waiting in Beam's data-plane queues; and the stages of the bundles in flight (``stages=``, the
@@ -184,5 +185,6 @@ def _install(log_dir: str) -> None:
     threading.Thread(target=sample_forever, name="memory-probe", daemon=True).start()
 
 
-if os.environ.get("INSTRUCTMIX_MEMORY_PROBE") and b"sdk_worker" in _command_line():
+_WORKER = (b"sdk_worker", b"instructmix-sdk-worker")  # local runner's, a Flink worker pool's
+if os.environ.get("INSTRUCTMIX_MEMORY_PROBE") and any(w in _command_line() for w in _WORKER):
     _install(os.environ["INSTRUCTMIX_MEMORY_PROBE"])
