@@ -2,11 +2,19 @@
 
 Some worker settings must precede the worker's first gRPC channel: a channel's options are
 fixed when it opens, and a worker opens its data channel at its first bundle, before any
-DoFn's ``setup`` runs. Workers that Beam starts with ``sdk_worker_main`` (the local runner's
-worker processes, Beam's SDK container on Flink or Dataflow) import the modules named in
-``--beam_plugins``, and ``pipelines.options.pipeline_options`` names this one there. Beam's
-Python worker pool starts its workers without reading the job's options: give it
-``instructmix-sdk-worker`` (``pipelines.sdk_worker``) as ``--container_executable``.
+DoFn's ``setup`` runs. How each kind of worker gets here:
+
+* Beam's SDK container (the Flink deployment's worker pool, Dataflow) starts
+  ``sdk_worker_main`` with the job's options, which imports the modules named in
+  ``--beam_plugins``; ``pipelines.options.pipeline_options`` names this one there.
+* Beam's Python worker pool starts its workers without the job's options: give it
+  ``instructmix-sdk-worker`` (``pipelines.sdk_worker``) as ``--container_executable``.
+* Workers inside the submitting process (``--environment_type=LOOPBACK``):
+  ``pipelines.options.prepare_process``.
+
+The local runner's worker processes (``--direct_running_mode=multi_processing``) get no
+options from Beam and keep gRPC's defaults; that runner sends them ~8 MB messages
+(``pipelines.local_runner``).
 """
 
 from transforms.worker import fix_receive_window
