@@ -109,8 +109,8 @@ class RssSampler(threading.Thread):
             return "bench process (runner / submitter)"
         for key, label in (
             ("sdk_worker_main", "python SDK worker"),
+            ("worker_pool_main", "python worker pool"),  # names instructmix-sdk-worker too
             ("instructmix-sdk-worker", "python SDK worker"),  # a worker pool's (Flink)
-            ("worker_pool_main", "python worker pool"),
             ("java", "Flink job server JVM"),
             ("apache_beam", "python SDK worker"),
         ):

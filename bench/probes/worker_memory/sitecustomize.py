@@ -186,5 +186,7 @@ def _install(log_dir: str) -> None:
 
 
 _WORKER = (b"sdk_worker", b"instructmix-sdk-worker")  # local runner's, a Flink worker pool's
-if os.environ.get("INSTRUCTMIX_MEMORY_PROBE") and any(w in _command_line() for w in _WORKER):
+_CMD = _command_line()
+_IS_WORKER = any(w in _CMD for w in _WORKER) and b"worker_pool_main" not in _CMD  # not the pool
+if os.environ.get("INSTRUCTMIX_MEMORY_PROBE") and _IS_WORKER:
     _install(os.environ["INSTRUCTMIX_MEMORY_PROBE"])
