@@ -1,8 +1,9 @@
 """Imported first by every Beam SDK worker process of an instructmix job.
 
 Some worker settings must precede the worker's first gRPC channel: a channel's options are
-fixed when it opens, and a worker opens its data channel at its first bundle, before any
-DoFn's ``setup`` runs. How each kind of worker gets here:
+fixed when it opens, and a worker may open its data channel before any DoFn's ``setup`` runs
+(measured with Beam's Python runner, whose workers open their timer channel, at the data
+channel's address, when they build a bundle's processor). How each kind of worker gets here:
 
 * Beam's SDK container (the Flink deployment's worker pool, Dataflow) starts
   ``sdk_worker_main`` with the job's options, which imports the modules named in

@@ -13,6 +13,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
+from transforms.worker import receive_window_fixed
+
 try:
     from flink_support import (
         flink_job_server,
@@ -111,14 +113,6 @@ def test_external_worker_pool(flink_endpoint, tmp_path):
     assert sorted(rows) == sorted(expected())
 
 
-def receive_window_fixed(_) -> bool:
-    from apache_beam.runners.worker.channel_factory import GRPCChannelFactory
-
-    from transforms.worker import NO_WINDOW_GROWTH
-
-    return NO_WINDOW_GROWTH in GRPCChannelFactory.DEFAULT_OPTIONS
-
-
 def test_pool_workers_start_with_the_initial_receive_window(flink_endpoint, tmp_path):
     # the pool starts instructmix-sdk-worker, which imports pipelines.worker_start first
     prefix = str(tmp_path / "window")
@@ -128,7 +122,7 @@ def test_pool_workers_start_with_the_initial_receive_window(flink_endpoint, tmp_
             (
                 p
                 | beam.Create(range(8))
-                | beam.Map(receive_window_fixed)
+                | beam.Map(lambda _: receive_window_fixed())
                 | beam.Map(str)
                 | beam.io.WriteToText(prefix)
             )

@@ -196,14 +196,13 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.options import pipeline_options
 
-def window_fixed(_):  # pickled by value: defined in __main__; runs in the worker process
-    from apache_beam.runners.worker.channel_factory import GRPCChannelFactory
-    from transforms.worker import NO_WINDOW_GROWTH
-    return NO_WINDOW_GROWTH in GRPCChannelFactory.DEFAULT_OPTIONS  # what its channels got
+from transforms.worker import receive_window_fixed
 
 options = pipeline_options if sys.argv[1] == "instructmix" else PipelineOptions
 with beam.Pipeline(options=options(sys.argv[2:])) as p:
-    seen = p | beam.Create(range(8)) | beam.Map(window_fixed) | beam.combiners.Count.PerElement()
+    # runs in the worker process: what the channels it opened got
+    fixed = p | beam.Create(range(8)) | beam.Map(lambda _: receive_window_fixed())
+    seen = fixed | beam.combiners.Count.PerElement()
     seen | beam.MapTuple(lambda fixed, n: print(fixed, n))
 """
 # A worker started as Beam's SDK container starts one (sdk_worker_main, given the job's options)

@@ -56,7 +56,8 @@ class _WriteBundleFiles(beam.DoFn):
 
     At ``rows_per_file`` rows buffered in all, the largest partition's rows go to a file: a
     partition that never reaches the size alone (a rare language) cannot keep its rows until
-    the bundle ends, so memory stays bounded when there are many partitions.
+    the bundle ends, so memory stays bounded when there are many partitions. The price: with
+    P partitions in one bundle, files may hold as few as ``rows_per_file / P`` rows.
     """
 
     def __init__(self, temp_dir: str, schema: pa.Schema, partition_fn, rows_per_file: int):

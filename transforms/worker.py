@@ -229,9 +229,17 @@ def fix_receive_window() -> None:
     """
     from apache_beam.runners.worker.channel_factory import GRPCChannelFactory
 
-    if NO_WINDOW_GROWTH not in GRPCChannelFactory.DEFAULT_OPTIONS:
+    if not receive_window_fixed():
         options = GRPCChannelFactory.DEFAULT_OPTIONS
         GRPCChannelFactory.DEFAULT_OPTIONS = [*options, NO_WINDOW_GROWTH]
+
+
+def receive_window_fixed() -> bool:
+    """True when Beam's gRPC channels opened from now on in this process keep gRPC's initial
+    receive window (``fix_receive_window`` ran here)."""
+    from apache_beam.runners.worker.channel_factory import GRPCChannelFactory
+
+    return NO_WINDOW_GROWTH in GRPCChannelFactory.DEFAULT_OPTIONS
 
 
 def huge_page_heap_env(env: Mapping[str, str]) -> dict[str, str] | None:
