@@ -416,14 +416,22 @@ def _pass_through_fn():
     return PassThrough()
 
 
-def _build(p, corpus: Path, out_dir: Path, config, read_only: bool) -> None:
-    """Read the corpus; dedup it and write the removed rows (or only count, ``read_only``)."""
+def _build(p, corpus: Path, out_dir: Path, config, read_only: bool, spread_read=False) -> None:
+    """Read the corpus; dedup it and write the removed rows (or only count, ``read_only``).
+
+    ``spread_read``: the file's byte ranges are reshuffled before they are read, so that every
+    subtask reads a share. On Flink (batch) a subtask's share of a stage is one bundle whose
+    output the runner holds until the bundle ends; read by one subtask, 2M records stall there.
+    """
     import apache_beam as beam
 
     from transforms.dedup import Deduplicate
     from transforms.schema import REMOVED_SCHEMA
 
-    records = p | "Read" >> beam.io.ReadFromParquet(str(corpus))
+    if spread_read:
+        records = p | "Corpus" >> beam.Create([str(corpus)]) | beam.io.ReadAllFromParquet()
+    else:
+        records = p | "Read" >> beam.io.ReadFromParquet(str(corpus))
     if read_only:
         # Under the same collector settings as Deduplicate's stages: a DoFn of the read's stage
         # freezes the worker's long-lived objects first (worker.FrozenHeapDoFn).
@@ -530,7 +538,7 @@ def part_flink(n: int, overrides: str, extra_args: str = "", parallelism: int = 
         args += extra_args.split()
         t0 = time.perf_counter()
         with beam.Pipeline(options=pipeline_options(args)) as p:
-            _build(p, corpus, out_dir, config, read_only=False)
+            _build(p, corpus, out_dir, config, read_only=False, spread_read=True)
         wall = time.perf_counter() - t0
         sampler.sample(True)
         workers = [q for q in sampler.procs.values() if q["label"] == "python SDK worker"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,58 @@ def test_a_separate_workers_data_plane_queues_are_bounded(mode):
     # plus the message that passed the check and one that Beam was moving between its queues
     bound_mb = (worker.DATA_PLANE_QUEUE_BYTES >> 20) + 2 * 10  # messages flushed at 10 MB
     assert (most_mb <= bound_mb) == (mode == "bounded"), most_mb
+
+
+class _Channel:
+    """What ``bound_data_plane_queues`` reads of a Beam data channel: its two send queues."""
+
+    def __init__(self, queued_until: float):
+        self.queued_until = queued_until  # the runner takes the output at this time
+        self._pending_send = self
+        self._to_send = self
+
+    def byte_size(self) -> int:  # of each queue: 32 MB until the runner takes them
+        return (32 << 20) if time.monotonic() < self.queued_until else 0
+
+
+@pytest.fixture()
+def data_channel_class(monkeypatch):
+    """Beam's data channel class with its send recorded; restored afterwards."""
+    from apache_beam.runners.worker import data_plane
+
+    sent = []
+    channel_class = data_plane._GrpcDataChannel
+    monkeypatch.setattr(data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES", 100 << 20)
+    monkeypatch.setattr(channel_class, "_enqueue_to_send", lambda _, e: sent.append(e))
+    return channel_class, sent
+
+
+def test_a_sender_the_runner_never_takes_from_fails_with_the_reason(data_channel_class, caplog):
+    channel_class, sent = data_channel_class
+    worker.bound_data_plane_queues(warn_after=0.05, fail_after=0.3)
+    with pytest.raises(worker.RunnerStalledError, match="--parallelism"):
+        channel_class._enqueue_to_send(_Channel(queued_until=float("inf")), "output")
+    assert sent == []
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "64 MB waiting" in warnings[0].getMessage()
+
+
+def test_a_sender_waits_while_the_runner_is_slow(data_channel_class, caplog):
+    channel_class, sent = data_channel_class
+    worker.bound_data_plane_queues(warn_after=5, fail_after=10)
+    started = time.monotonic()
+    channel_class._enqueue_to_send(_Channel(queued_until=started + 0.2), "output")
+    assert sent == ["output"] and time.monotonic() - started >= 0.2
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize("value, limit", [(None, 1800.0), ("90", 90.0), ("0", float("inf"))])
+def test_send_stall_limit_from_the_environment(monkeypatch, value, limit):
+    if value is None:
+        monkeypatch.delenv(worker.SEND_STALL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(worker.SEND_STALL_ENV, value)
+    assert worker.send_stall_limit() == limit
 
 
 _WINDOW_PROGRAM = """

@@ -19,7 +19,9 @@ work they manage, or memory that grows with the input (``bench/results/dedup.md`
   at the end of a heap at once beyond 16 MB.
 * Beam's data plane lets a worker queue up to 100 MB of output in each of two send queues
   while the runner is slower to take it: on Flink at 1M records, 90-170 MB sat in them in the
-  busiest workers. ``bound_data_plane_queues`` caps them at 16 MB.
+  busiest workers. ``bound_data_plane_queues`` caps them at 16 MB, and says so (then fails
+  the bundle) when the runner stops taking them: on Flink's batch mode a subtask whose share
+  of a stage outputs more than the runner holds per bundle (~1 GB) waits for good.
 * A worker keeps the processor of each finished bundle for reuse, and with it the closed
   output stream of each of its outputs: a buffer grown to the bundle's largest flush (up to
   ~10 MB and more). On Flink one worker runs the ~25 stages of the connected-components
@@ -52,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import logging
 import os
 import threading
 import time
@@ -69,6 +72,10 @@ TRIM_EVERY_SECONDS = 1.0
 ARENA_TOP_KEPT_BYTES = 16 << 20  # free at a heap's end, kept (glibc: up to 64 MB)
 MMAP_THRESHOLD_BYTES = 32 << 20  # where glibc's adaptive mmap threshold stops rising (64-bit)
 DATA_PLANE_QUEUE_BYTES = 16 << 20  # Beam's default: 100 MB per queue
+SEND_STALL_WARN_SECONDS = 60.0  # the runner took none of a worker's output: warn, then each
+SEND_STALL_WARN_EVERY_SECONDS = 300.0  # ... 5 minutes, and fail the bundle at:
+SEND_STALL_ENV = "INSTRUCTMIX_SEND_STALL_SECONDS"  # default 1800; 0: wait for good
+SEND_STALL_FAIL_SECONDS = 1800.0
 NO_WINDOW_GROWTH = ("grpc.http2.bdp_probe", 0)  # gRPC channel argument: no BDP probing
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"  # glibc >= 2.35; others ignore GLIBC_TUNABLES
 
@@ -160,7 +167,33 @@ def return_freed_memory(every_seconds: float = TRIM_EVERY_SECONDS) -> bool:
     return True
 
 
-def bound_data_plane_queues(max_bytes: int = DATA_PLANE_QUEUE_BYTES) -> None:
+class RunnerStalledError(RuntimeError):
+    """The runner took none of a worker's output for ``send_stall_limit()`` seconds."""
+
+
+def send_stall_limit() -> float:
+    """Seconds a worker waits for the runner to take its output before it fails the bundle
+    (``INSTRUCTMIX_SEND_STALL_SECONDS``, default 30 minutes; 0 or less: for good)."""
+    limit = float(os.environ.get(SEND_STALL_ENV) or SEND_STALL_FAIL_SECONDS)
+    return limit if limit > 0 else float("inf")
+
+
+def _stall_message(waited: float, queued: int, fail_after: float) -> str:
+    return (
+        f"the runner has taken none of this worker's output for {waited:.0f} s "
+        f"({queued >> 20} MB waiting). On Flink's batch mode each subtask runs its whole share "
+        "of a stage as one bundle, and the runner holds that bundle's output (up to 100 "
+        "messages, ~1 GB) until the bundle ends: a larger share waits here for good. Raise "
+        "--parallelism so that each subtask's share of a stage's output stays under ~1 GB "
+        f"(the bundle fails after {fail_after:.0f} s: {SEND_STALL_ENV})."
+    )
+
+
+def bound_data_plane_queues(
+    max_bytes: int = DATA_PLANE_QUEUE_BYTES,
+    warn_after: float = SEND_STALL_WARN_SECONDS,
+    fail_after: float | None = None,
+) -> None:
     """Cap what this process's Beam data channels queue, either way, at about ``max_bytes``.
 
     A worker's outputs wait in two send queues of up to 100 MB each, and each bundle's input
@@ -173,15 +206,32 @@ def bound_data_plane_queues(max_bytes: int = DATA_PLANE_QUEUE_BYTES) -> None:
     one message (Beam flushes them at 10 MB) past that check, and Beam's forwarding thread
     holds one more, unseen, between its two send queues: up to ``max_bytes`` plus two
     messages for one sender.
+
+    A sender that has waited ``warn_after`` seconds logs why it may be waiting for good (again
+    every 5 minutes), and at ``fail_after`` (default ``send_stall_limit()``) it raises
+    ``RunnerStalledError``, which fails the bundle, and the job, with that explanation, where
+    Beam's own queues would wait silently. On Flink at 2M records on 2 subtasks, the read's
+    bundle waited so for good (``bench/results/dedup.md``, seventeenth pass).
     """
     from apache_beam.runners.worker import data_plane
 
     data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = max_bytes  # read by each new input queue
     channel_class = data_plane._GrpcDataChannel
     enqueue = channel_class._enqueue_to_send
+    fail_after = send_stall_limit() if fail_after is None else fail_after
+    log = logging.getLogger(__name__)
 
     def enqueue_within_bound(channel, element):
-        while channel._pending_send.byte_size() + channel._to_send.byte_size() > max_bytes:
+        started, next_warning = time.monotonic(), warn_after
+        while (queued := channel._pending_send.byte_size() + channel._to_send.byte_size()) > (
+            max_bytes
+        ):
+            waited = time.monotonic() - started
+            if waited >= fail_after:
+                raise RunnerStalledError(_stall_message(waited, queued, fail_after))
+            if waited >= next_warning:
+                log.warning(_stall_message(waited, queued, fail_after))
+                next_warning += SEND_STALL_WARN_EVERY_SECONDS
             time.sleep(0.01)
         enqueue(channel, element)
 

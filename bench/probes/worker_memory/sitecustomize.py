@@ -14,6 +14,9 @@ latest first), plus a START and END line (with RSS) around every bundle.
 ``gc.get_objects()`` walk per sample; not for timing runs. Optional settings:
 
 * ``INSTRUCTMIX_MEMORY_PROBE_EVERY``: seconds between samples (default 2).
+* ``INSTRUCTMIX_MEMORY_PROBE_TRIM=1``: after each sample, return glibc's free pages
+  (``malloc_trim(0)``) and log RSS and resident memory again (``trimmed:``): what of the free
+  resident memory a trim can hand back, and what is fragments it cannot.
 * ``INSTRUCTMIX_MEMORY_PROBE_TRACE=N`` with ``INSTRUCTMIX_MEMORY_PROBE_TRACE_STAGE=TEXT``: from
   the first bundle whose stage name contains TEXT, trace Python's allocations (``tracemalloc``,
   N frames; it slows the worker several times) and log the largest live allocation sites,
@@ -123,8 +126,10 @@ def _install(log_dir: str) -> None:
             )
         ]
 
-    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    libc = ctypes.CDLL(None)
+    mallinfo2, malloc_trim = libc.mallinfo2, libc.malloc_trim
     mallinfo2.restype = MallInfo2
+    trims = os.environ.get("INSTRUCTMIX_MEMORY_PROBE_TRIM") == "1"
     # open for the process's life, line-buffered
     log = open(os.path.join(log_dir, f"{os.getpid()}.log"), "a", buffering=1)  # noqa: SIM115
     every = float(os.environ.get("INSTRUCTMIX_MEMORY_PROBE_EVERY", "2"))
@@ -156,13 +161,17 @@ def _install(log_dir: str) -> None:
             if frames and tracemalloc.is_tracing():
                 dump_top_allocations()
             info = mallinfo2()
-            log.write(
+            line = (
                 f"{time.time() - start:7.1f} rss_mb={_rss_mb()} "
                 f"glibc_used_mb={info.uordblks >> 20} glibc_free_mb={info.fordblks >> 20} "
                 f"glibc_mmapped_mb={info.hblkhd >> 20} {_python_allocator()} "
                 f"{_resident_by_mapping()} {_data_plane_queues()} "
-                f"stages={','.join(reversed(list(in_flight.values()))) or '-'}\n"
             )
+            if trims:
+                malloc_trim(0)
+                line += f"trimmed: rss_mb={_rss_mb()} {_resident_by_mapping()} "
+            stages = ",".join(reversed(list(in_flight.values()))) or "-"
+            log.write(f"{line}stages={stages}\n")
 
     from apache_beam.runners.worker import bundle_processor
 
