@@ -3,6 +3,8 @@
     python -m bench.dedup_bench --n 100000                       # everything, ~15 min on 2 cores
     python -m bench.dedup_bench --n 100000 --only kernel,loop    # parts: kernel, loop, pipeline
     python -m bench.dedup_bench --n 300000 --only flink          # worker memory on Flink
+    python -m bench.dedup_bench --n 2000000 --only flink --parallelism 4 \
+        --flink-args=--sdk_worker_parallelism=4                  # 2M: 500k records per slot
     python -m bench.dedup_bench --n 100000 --only datatrove      # builds its venv once (~2 min)
     python -m bench.dedup_bench --n 100000 --paired 4            # loop | pipeline + read only, side by side
 
@@ -531,6 +533,9 @@ def part_flink(n: int, overrides: str, extra_args: str = "", parallelism: int = 
     config, label = _config(overrides)
     out_dir = planted.WORK / f"out_{n}_flink"
     shutil.rmtree(out_dir, ignore_errors=True)  # a stale shard would be scored
+    # the embedded Flink's slots (jobserver.sh: the cores by default; a job asking for more
+    # runs with fewer subtasks)
+    os.environ.setdefault("INSTRUCTMIX_FLINK_PARALLELISM", str(parallelism))
     sampler = RssSampler()
     sampler.start()
     with flink_job_server() as endpoint, flink_worker_pool() as pool:

@@ -21,7 +21,7 @@ work they manage, or memory that grows with the input (``bench/results/dedup.md`
   while the runner is slower to take it: on Flink at 1M records, 90-170 MB sat in them in the
   busiest workers. ``bound_data_plane_queues`` caps them at 16 MB, and says so (then fails
   the bundle) when the runner stops taking them: on Flink's batch mode a subtask whose share
-  of a stage outputs more than the runner holds per bundle (~1 GB) waits for good.
+  of a stage outputs more than the runner holds per bundle (~1-2.5 GB) waits for good.
 * A worker keeps the processor of each finished bundle for reuse, and with it the closed
   output stream of each of its outputs: a buffer grown to the bundle's largest flush (up to
   ~10 MB and more). On Flink one worker runs the ~25 stages of the connected-components
@@ -183,7 +183,7 @@ def _stall_message(waited: float, queued: int, fail_after: float) -> str:
         f"the runner has taken none of this worker's output for {waited:.0f} s "
         f"({queued >> 20} MB waiting). On Flink's batch mode each subtask runs its whole share "
         "of a stage as one bundle, and the runner holds that bundle's output (up to 100 "
-        "messages, ~1 GB) until the bundle ends: a larger share waits here for good. Raise "
+        "messages, ~1-2.5 GB) until the bundle ends: a larger share waits here for good. Raise "
         "--parallelism so that each subtask's share of a stage's output stays under ~1 GB "
         f"(the bundle fails after {fail_after:.0f} s: {SEND_STALL_ENV})."
     )
