@@ -243,6 +243,12 @@ def test_send_stall_limit_from_the_environment(monkeypatch, value, limit):
     assert worker.send_stall_limit() == limit
 
 
+def test_a_send_stall_limit_that_is_no_number_is_named(monkeypatch):
+    monkeypatch.setenv(worker.SEND_STALL_ENV, "30m")
+    with pytest.raises(ValueError, match="INSTRUCTMIX_SEND_STALL_SECONDS must be a number"):
+        worker.send_stall_limit()
+
+
 _WINDOW_PROGRAM = """
 import sys
 import apache_beam as beam

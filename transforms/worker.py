@@ -72,10 +72,10 @@ TRIM_EVERY_SECONDS = 1.0
 ARENA_TOP_KEPT_BYTES = 16 << 20  # free at a heap's end, kept (glibc: up to 64 MB)
 MMAP_THRESHOLD_BYTES = 32 << 20  # where glibc's adaptive mmap threshold stops rising (64-bit)
 DATA_PLANE_QUEUE_BYTES = 16 << 20  # Beam's default: 100 MB per queue
-SEND_STALL_WARN_SECONDS = 60.0  # the runner took none of a worker's output: warn, then each
-SEND_STALL_WARN_EVERY_SECONDS = 300.0  # ... 5 minutes, and fail the bundle at:
-SEND_STALL_ENV = "INSTRUCTMIX_SEND_STALL_SECONDS"  # default 1800; 0: wait for good
-SEND_STALL_FAIL_SECONDS = 1800.0
+SEND_STALL_WARN_SECONDS = 60.0  # the runner has taken none of a worker's output: warn,
+SEND_STALL_WARN_EVERY_SECONDS = 300.0  # and again every 5 minutes,
+SEND_STALL_FAIL_SECONDS = 1800.0  # then fail the bundle (default of SEND_STALL_ENV)
+SEND_STALL_ENV = "INSTRUCTMIX_SEND_STALL_SECONDS"  # 0: wait for good
 NO_WINDOW_GROWTH = ("grpc.http2.bdp_probe", 0)  # gRPC channel argument: no BDP probing
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"  # glibc >= 2.35; others ignore GLIBC_TUNABLES
 
@@ -174,7 +174,11 @@ class RunnerStalledError(RuntimeError):
 def send_stall_limit() -> float:
     """Seconds a worker waits for the runner to take its output before it fails the bundle
     (``INSTRUCTMIX_SEND_STALL_SECONDS``, default 30 minutes; 0 or less: for good)."""
-    limit = float(os.environ.get(SEND_STALL_ENV) or SEND_STALL_FAIL_SECONDS)
+    value = os.environ.get(SEND_STALL_ENV) or SEND_STALL_FAIL_SECONDS
+    try:
+        limit = float(value)
+    except ValueError:
+        raise ValueError(f"{SEND_STALL_ENV} must be a number of seconds, not {value!r}") from None
     return limit if limit > 0 else float("inf")
 
 
@@ -185,7 +189,11 @@ def _stall_message(waited: float, queued: int, fail_after: float) -> str:
         "of a stage as one bundle, and the runner holds that bundle's output (up to 100 "
         "messages, ~1-2.5 GB) until the bundle ends: a larger share waits here for good. Raise "
         "--parallelism so that each subtask's share of a stage's output stays under ~1 GB "
-        f"(the bundle fails after {fail_after:.0f} s: {SEND_STALL_ENV})."
+        + (
+            f"(the bundle fails after {fail_after:.0f} s: {SEND_STALL_ENV})."
+            if fail_after < float("inf")
+            else f"({SEND_STALL_ENV}=0: it waits for good)."
+        )
     )
 
 
