@@ -13,7 +13,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from transforms.worker import receive_window_fixed
+from transforms.worker import data_plane_watched, receive_window_fixed
 
 try:
     from flink_support import (
@@ -122,9 +122,8 @@ def test_pool_workers_start_with_the_initial_receive_window(flink_endpoint, tmp_
             (
                 p
                 | beam.Create(range(8))
-                | beam.Map(lambda _: receive_window_fixed())
-                | beam.Map(str)
+                | beam.Map(lambda _: f"{receive_window_fixed()},{data_plane_watched()}")
                 | beam.io.WriteToText(prefix)
             )
     seen = [line for f in glob.glob(prefix + "*") for line in Path(f).read_text().splitlines()]
-    assert len(seen) == 8 and set(seen) == {"True"}, seen
+    assert len(seen) == 8 and set(seen) == {"True,True"}, seen  # and the data plane watched

@@ -234,6 +234,16 @@ def test_a_sender_waits_while_the_runner_is_slow(data_channel_class, caplog):
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_a_new_bound_replaces_the_last(data_channel_class):
+    channel_class, sent = data_channel_class
+    worker.watch_data_plane()
+    worker.bound_data_plane_queues(max_bytes=1 << 20, fail_after=0.2)
+    assert worker.data_plane_watched()
+    with pytest.raises(worker.RunnerStalledError):  # 64 MB queued: over the new bound
+        channel_class._enqueue_to_send(_Channel(queued_until=float("inf")), "output")
+    assert channel_class._enqueue_to_send.unbounded.__name__ == "<lambda>"  # not re-wrapped
+
+
 @pytest.mark.parametrize("value, limit", [(None, 1800.0), ("90", 90.0), ("0", float("inf"))])
 def test_send_stall_limit_from_the_environment(monkeypatch, value, limit):
     if value is None:
@@ -255,12 +265,14 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.options import pipeline_options
 
-from transforms.worker import receive_window_fixed
+from transforms.worker import data_plane_watched, receive_window_fixed
 
 options = pipeline_options if sys.argv[1] == "instructmix" else PipelineOptions
 with beam.Pipeline(options=options(sys.argv[2:])) as p:
     # runs in the worker process: what the channels it opened got
-    fixed = p | beam.Create(range(8)) | beam.Map(lambda _: receive_window_fixed())
+    fixed = p | beam.Create(range(8)) | beam.Map(
+        lambda _: f"{receive_window_fixed()},{data_plane_watched()}"
+    )
     seen = fixed | beam.combiners.Count.PerElement()
     seen | beam.MapTuple(lambda fixed, n: print(fixed, n))
 """
@@ -273,10 +285,11 @@ SDK_WORKER_MAIN = [
 ]
 
 
-@pytest.mark.parametrize("options, fixed", [("instructmix", "True"), ("beam", "False")])
-def test_sdk_workers_open_their_channels_with_the_initial_receive_window(options, fixed):
+@pytest.mark.parametrize("options, started", [("instructmix", "True,True"), ("beam", "False,False")])
+def test_sdk_workers_open_their_channels_with_the_initial_receive_window(options, started):
     # pipeline_options names pipelines.worker_start in --beam_plugins: imported at worker start
-    assert _python(_WINDOW_PROGRAM, options, *SDK_WORKER_MAIN).split() == [fixed, "8"]
+    # (it also watches the data plane)
+    assert _python(_WINDOW_PROGRAM, options, *SDK_WORKER_MAIN).split() == [started, "8"]
 
 
 _FINISHED_BUNDLES_PROGRAM = """

@@ -71,7 +71,8 @@ MALLOC_DEFAULTS_ENV = "INSTRUCTMIX_MALLOC_DEFAULTS"
 TRIM_EVERY_SECONDS = 1.0
 ARENA_TOP_KEPT_BYTES = 16 << 20  # free at a heap's end, kept (glibc: up to 64 MB)
 MMAP_THRESHOLD_BYTES = 32 << 20  # where glibc's adaptive mmap threshold stops rising (64-bit)
-DATA_PLANE_QUEUE_BYTES = 16 << 20  # Beam's default: 100 MB per queue
+DATA_PLANE_QUEUE_BYTES = 16 << 20  # what a dedup worker queues; Beam's default:
+BEAM_DATA_PLANE_QUEUE_BYTES = 100 << 20  # per queue
 SEND_STALL_WARN_SECONDS = 60.0  # the runner has taken none of a worker's output: warn,
 SEND_STALL_WARN_EVERY_SECONDS = 300.0  # and again every 5 minutes,
 SEND_STALL_FAIL_SECONDS = 1800.0  # then fail the bundle (default of SEND_STALL_ENV)
@@ -225,7 +226,8 @@ def bound_data_plane_queues(
 
     data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = max_bytes  # read by each new input queue
     channel_class = data_plane._GrpcDataChannel
-    enqueue = channel_class._enqueue_to_send
+    sender = channel_class._enqueue_to_send
+    enqueue = getattr(sender, "unbounded", sender)  # called again: a new bound replaces it
     fail_after = send_stall_limit() if fail_after is None else fail_after
     log = logging.getLogger(__name__)
 
@@ -243,7 +245,22 @@ def bound_data_plane_queues(
             time.sleep(0.01)
         enqueue(channel, element)
 
+    enqueue_within_bound.unbounded = enqueue
     channel_class._enqueue_to_send = enqueue_within_bound
+
+
+def watch_data_plane() -> None:
+    """Beam's own data plane bounds (``BEAM_DATA_PLANE_QUEUE_BYTES``) with the stall warning
+    and error of ``bound_data_plane_queues``, for every stage of a worker (at its start,
+    ``pipelines.worker_start``); a dedup DoFn's ``setup`` tightens the bound later."""
+    bound_data_plane_queues(BEAM_DATA_PLANE_QUEUE_BYTES)
+
+
+def data_plane_watched() -> bool:
+    """True when this process's Beam data channels wait for the runner under a stall watch."""
+    from apache_beam.runners.worker import data_plane
+
+    return hasattr(data_plane._GrpcDataChannel._enqueue_to_send, "unbounded")
 
 
 def release_output_buffers() -> None:
