@@ -10,7 +10,7 @@ from apache_beam.runners.portability.fn_api_runner import worker_handlers
 from apache_beam.runners.worker import data_plane
 
 from pipelines.options import pipeline_options, prepare_process
-from transforms.worker import receive_window_fixed
+from transforms.worker import NO_WINDOW_GROWTH, receive_window_fixed
 
 CHUNK = b"x" * 1000
 CHUNKS = 2000
@@ -73,7 +73,7 @@ def test_workers_in_the_submitting_process_keep_the_initial_receive_window(monke
     # LOOPBACK workers open Beam's channels in this process, after prepare_process
     from apache_beam.runners.worker.channel_factory import GRPCChannelFactory
 
-    beams = [o for o in GRPCChannelFactory.DEFAULT_OPTIONS if o[0] != "grpc.http2.bdp_probe"]
+    beams = [o for o in GRPCChannelFactory.DEFAULT_OPTIONS if o != NO_WINDOW_GROWTH]
     monkeypatch.setattr(GRPCChannelFactory, "DEFAULT_OPTIONS", beams)  # restored afterwards
     assert not receive_window_fixed()
     prepare_process(pipeline_options(["--runner=PortableRunner", "--environment_type=LOOPBACK"]))
