@@ -7,6 +7,7 @@
         --flink-args=--sdk_worker_parallelism=4                  # 2M: 500k records per slot
     python -m bench.dedup_bench --n 100000 --only datatrove      # builds its venv once (~2 min)
     python -m bench.dedup_bench --n 100000 --paired 4            # loop | pipeline + read only, side by side
+    python -m bench.dedup_bench --n 100000 --paired 3 --workers 2  # the same for 2 worker processes
 
 Each measurement runs in its own subprocess (clean peak RSS) and prints one JSON line; the
 results are appended to ``bench/work/dedup/dedup_runs.jsonl``. Throughput is reported per
@@ -682,12 +683,12 @@ def _results(part: str, returncode: int, stdout: str, stderr: str) -> list[dict]
     return rows
 
 
-def _spawn(part: str, n: int, *extra: str) -> list[dict]:
+def _spawn(part: str, n: int, *extra: str, **recorded) -> list[dict]:
     cmd, env = _child_command(part, n, *extra)
     load_start = os.getloadavg()
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, env=env)
     rows = _results(part, proc.returncode, proc.stdout, proc.stderr)
-    _record(rows, env, load_start)
+    _record(rows, env, load_start, **recorded)
     return rows
 
 
@@ -721,6 +722,23 @@ def _spawn_paired(n: int, overrides: str, repeats: int) -> None:
             raise failures[0]
         if len(rows) != 3:
             raise SystemExit(f"pair {pair}: {len(rows)} of 3 parts reported")
+        print(json.dumps(paired_ratios(rows)), flush=True)
+
+
+def _spawn_alternating(n: int, overrides: str, repeats: int, workers: str) -> None:
+    """As ``_spawn_paired`` for a pipeline of several worker processes, which needs every
+    core: the tuned loop, the pipeline, then its read-only twin (the same read, runner and
+    worker start-up, no dedup), one after another, ``repeats`` times. The ratios count every
+    process of the pipeline: the runner's and both sides of its data plane."""
+    for repeat in range(repeats):
+        pair = f"{time.strftime('%Y%m%dT%H%M%S')}-{repeat}"
+        rows: list[dict] = []
+        for part, extra in [
+            ("loop", ("reused",)),
+            ("pipeline", (workers, overrides, "0")),
+            ("pipeline", (workers, overrides, "1")),
+        ]:
+            rows += _spawn(part, n, *extra, paired=pair)
         print(json.dumps(paired_ratios(rows)), flush=True)
 
 
@@ -785,7 +803,8 @@ def main(argv=None):
         type=int,
         default=0,
         metavar="R",
-        help="run the tuned loop and the in-process pipeline (then its read-only twin) side by side, R times",
+        help="run the tuned loop and the in-process pipeline (then its read-only twin) side by "
+        "side, R times; with --workers W (one number above 1), one after another",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
@@ -797,6 +816,8 @@ def main(argv=None):
         args.hash = DedupConfig().hash_function
     overrides = json.dumps({**json.loads(args.config), "hash_function": args.hash})
     planted.write(args.n)
+    if args.paired and args.workers.isdigit() and int(args.workers) > 1:
+        return _spawn_alternating(args.n, overrides, args.paired, args.workers)
     if args.paired:
         return _spawn_paired(args.n, overrides, args.paired)
     parts = args.only.split(",")
