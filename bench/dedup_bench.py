@@ -810,6 +810,8 @@ def main(argv=None):
     args, extra = parser.parse_known_args(argv)
     if args.child:
         return _child(args.child, args.n, extra)
+    if args.paired and not (args.workers.isdigit() or args.workers == parser.get_default("workers")):
+        raise SystemExit(f"--paired takes one --workers count, not {args.workers!r}")
     if args.hash is None:
         from transforms.dedup_config import DedupConfig
 
